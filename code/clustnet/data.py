@@ -1,0 +1,136 @@
+"""Datasets held in memory as tensors: MNIST, CIFAR-10 and folders of images.
+
+Training batches are taken by indexing these tensors, so no per-sample Python runs in the
+training loop. Images are normalised per channel with the training set's statistics.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import datasets
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+from .errors import ClustNetError
+from .layout import output_root
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class ImageData:
+    """Normalised float images (n, C, H, W) and their 10-class labels (n,), train and test."""
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list
+    mean: torch.Tensor  # per channel, to show images again in their own colours
+    std: torch.Tensor
+
+    @property
+    def image_shape(self):
+        return tuple(self.train_x.shape[1:])
+
+    def to(self, device):
+        for name in ("train_x", "train_y", "test_x", "test_y"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def unnormalise(self, images):
+        """Back to [0, 1] pixel values, for pictures."""
+        shape = (1, -1, 1, 1)
+        return (images.cpu() * self.std.view(shape) + self.mean.view(shape)).clamp(0, 1)
+
+
+def binary_targets(labels, pos_classes):
+    """1 for images of the positive group, 0 for the others."""
+    return torch.isin(labels, torch.as_tensor(pos_classes, device=labels.device)).long()
+
+
+def resolve_data_dir(data_dir):
+    """Relative paths are relative to the working folder; the default is data/ at the root."""
+    return (output_root() / "data" if data_dir is None else Path(data_dir)).resolve()
+
+
+def load_dataset(name, data_dir):
+    """MNIST, CIFAR10 (torchvision, under `data_dir`) or a folder of images, as ImageData."""
+    if name in ("MNIST", "CIFAR10"):
+        train_u8, train_y, test_u8, test_y, classes = load_torchvision(name, resolve_data_dir(data_dir))
+    elif Path(name).is_dir():
+        train_u8, train_y, test_u8, test_y, classes = load_image_folder(Path(name))
+    else:
+        raise ClustNetError(f"unknown dataset {name!r}: expected MNIST, CIFAR10, or a folder "
+                            "holding train/<class>/ and test/<class>/ images")
+    train_x = train_u8.float().div_(255)
+    mean = train_x.mean(dim=(0, 2, 3))
+    std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    shape = (1, -1, 1, 1)
+    normalise = lambda x: x.sub_(mean.view(shape)).div_(std.view(shape))
+    return ImageData(normalise(train_x), train_y, normalise(test_u8.float().div_(255)), test_y,
+                     classes, mean, std)
+
+
+def load_torchvision(name, root):
+    """Images as uint8 (n, C, H, W); downloads only when the files are missing."""
+    dataset_class = getattr(datasets, name)
+    splits = []
+    for train in (True, False):
+        try:
+            try:
+                dataset = dataset_class(root=str(root), train=train, download=False)
+            except RuntimeError:  # not there yet: try the network
+                dataset = dataset_class(root=str(root), train=train, download=True)
+        except Exception as error:  # torchvision raises many kinds when offline or corrupt
+            raise ClustNetError(f"{name} is not in {root} and could not be downloaded "
+                                f"({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+                                f"put it there or pass --data_dir") from None
+        images = torch.as_tensor(np.asarray(dataset.data))
+        images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+        splits += [images.contiguous(), torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)]
+    return (*splits, list(dataset.classes))
+
+
+def load_image_folder(root):
+    """`root/train/<class>/*` and `root/test/<class>/*`, classes in sorted order, one size."""
+    class_sets = {}
+    for split in ("train", "test"):
+        folder = root / split
+        if not folder.is_dir():
+            raise ClustNetError(f"image folder {root} has no {split}/ folder")
+        class_sets[split] = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if class_sets["train"] != class_sets["test"]:
+        raise ClustNetError(f"image folder {root}: train/ and test/ have different classes "
+                            f"({' '.join(class_sets['train'])} vs {' '.join(class_sets['test'])})")
+    classes = class_sets["train"]
+    splits = []
+    for split in ("train", "test"):
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            found = sorted(p for p in (root / split / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += found
+            labels += [label] * len(found)
+        if not files:
+            raise ClustNetError(f"image folder {root / split} holds no images")
+        splits += [decode_images(files), torch.tensor(labels, dtype=torch.long)]
+    if splits[0].shape[1:] != splits[2].shape[1:]:
+        raise ClustNetError(f"image folder {root}: train and test images differ in size")
+    return (*splits, classes)
+
+
+def decode_images(files):
+    """Decode image files into one uint8 tensor (n, C, H, W); all must share one size."""
+    first = decode_image(read_file(str(files[0])))
+    mode = ImageReadMode.GRAY if first.shape[0] == 1 else ImageReadMode.RGB
+    images = torch.empty((len(files), 1 if mode == ImageReadMode.GRAY else 3, *first.shape[1:]), dtype=torch.uint8)
+    for i, path in enumerate(files):
+        try:
+            image = decode_image(read_file(str(path)), mode=mode)
+        except RuntimeError as error:
+            raise ClustNetError(f"cannot decode image {path}: {str(error).splitlines()[0]}") from None
+        if image.shape != images.shape[1:]:
+            raise ClustNetError(f"image {path} is {tuple(image.shape[1:])}, the others "
+                                f"{tuple(images.shape[2:])}: all images must have one size")
+        images[i] = image
+    return images

@@ -1,0 +1,150 @@
+"""The on-disk experiment layout: every file name and the CSV schema, defined once.
+
+`trainVal.py` writes through this module and `processResults.py` reads through it.
+Every file is written under a temporary name and renamed, so it is complete or absent.
+"""
+
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import ClustNetError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def output_root():
+    """Where nets/, results/, vis/ and data/ live: $CLUSTNET_ROOT, else the project root."""
+    return Path(os.environ.get("CLUSTNET_ROOT", PROJECT_ROOT))
+
+CLUSTNET = "clustDetectNet"  # the mixture of experts
+DETECTNET = "detectNet"  # one expert with the encoder (--pretrain True)
+CAE = "cae"  # the convolutional autoencoder (--pretrain_cae True)
+KINDS = (CLUSTNET, DETECTNET, CAE)
+
+SCORE_COLUMNS = ["origTarg", "targ", "pred_0", "pred_1"]
+
+
+def score_columns(n_clusters):
+    """CSV header: 10-class label, binary target, 2 log-probabilities, the CN's distribution."""
+    return SCORE_COLUMNS + [f"clust_{k}" for k in range(n_clusters)]
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def check_exp_id(exp_id):
+    """An experiment name is one plain folder name: no separators, no '..', not empty."""
+    if not exp_id or exp_id in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._+=-]+", exp_id):
+        raise ClustNetError(
+            f"exp_id {exp_id!r} is not a plain folder name (use letters, digits, '.', '_', '-', '+', '=')")
+    return exp_id
+
+
+class Experiment:
+    """The folders and file names of one experiment `exp_id` under the project root."""
+
+    def __init__(self, exp_id, root=None):
+        self.exp_id = check_exp_id(exp_id)
+        self.root = Path(root) if root is not None else output_root()
+        self.nets_dir = self.root / "nets" / exp_id
+        self.results_dir = self.root / "results" / exp_id
+        self.vis_dir = self.root / "vis" / exp_id
+
+    def ini_path(self, ind_id, kind=CLUSTNET):
+        return self.nets_dir / f"{kind}{ind_id}.ini"
+
+    def weights_path(self, ind_id, epoch, kind=CLUSTNET):
+        return self.nets_dir / f"{kind}{ind_id}_epoch{epoch}"
+
+    def scores_path(self, ind_id, epoch, train=False, kind=CLUSTNET):
+        prefix = "all_scores_net" if kind == CLUSTNET else f"all_scores_{kind}"
+        return self.results_dir / f"{prefix}{ind_id}_epoch{epoch}{'_train' if train else ''}.csv"
+
+    def confusion_path(self, ind_id, epoch, positive):
+        return self.vis_dir / f"perm_{'det' if positive else 'nodet'}_{ind_id}_{epoch}.png"
+
+    def net_ids(self, kind=CLUSTNET):
+        """The ids of the nets of this kind that have a saved .ini, sorted."""
+        pattern = re.compile(rf"{kind}(\d+)\.ini")
+        if not self.nets_dir.is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in self.nets_dir.iterdir() if (m := pattern.fullmatch(p.name)))
+
+    def epochs(self, ind_id, kind=CLUSTNET):
+        """The epochs whose weights file exists for net `ind_id`, sorted."""
+        pattern = re.compile(rf"{kind}{ind_id}_epoch(\d+)")
+        if not self.nets_dir.is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in self.nets_dir.iterdir() if (m := pattern.fullmatch(p.name)))
+
+    def claim_ind_id(self, ini_text_for, requested=None, overwrite=False, kind=CLUSTNET):
+        """Create this net's .ini and return its id, atomically with respect to other runs.
+
+        `ini_text_for(ind_id)` gives the file's content. The file is written whole under a
+        temporary name, then hard-linked to its final name, which fails if the name exists:
+        two runs started at the same moment never get the same id."""
+        self.nets_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            ind_id = requested if requested is not None else max(self.net_ids(kind), default=0) + 1
+            path = self.ini_path(ind_id, kind)
+            fd, tmp = tempfile.mkstemp(dir=self.nets_dir, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as file:
+                    file.write(ini_text_for(ind_id))
+                if overwrite:
+                    os.replace(tmp, path)
+                else:
+                    os.link(tmp, path)
+                return ind_id
+            except FileExistsError:
+                if requested is not None:
+                    raise ClustNetError(
+                        f"net {ind_id} already exists in experiment {self.exp_id!r} ({path}); "
+                        "choose another --ind_id, leave it out, or pass --overwrite True") from None
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+
+
+def write_scores(path, orig_targets, bin_targets, log_probs, cluster_probs):
+    """One CSV row per image, columns `score_columns(K)`; arrays are numpy or CPU tensors."""
+    n_clusters = 0 if cluster_probs is None else cluster_probs.shape[1]
+    values = np.column_stack([np.asarray(orig_targets), np.asarray(bin_targets), np.asarray(log_probs)]
+                             + ([np.asarray(cluster_probs)] if n_clusters else []))
+    frame = pd.DataFrame(values, columns=score_columns(n_clusters))
+    frame = frame.astype({"origTarg": "int64", "targ": "int64"})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def read_scores(path):
+    """Read a scores CSV written by `write_scores`, checking its header and that it is whole."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClustNetError(f"no scores file {path}")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ClustNetError(f"scores file {path} is unreadable or truncated: {error}") from None
+    n_clusters = len(frame.columns) - len(SCORE_COLUMNS)
+    if n_clusters < 0 or list(frame.columns) != score_columns(n_clusters) or frame.isna().any().any():
+        raise ClustNetError(f"scores file {path} is truncated or not a ClustNet scores file")
+    return frame

@@ -1,0 +1,198 @@
+"""ClustNet: a shared conv encoder, a clustering network (the gate) and detecting networks.
+
+Every layer holds the weights of `n_nets` independent nets stacked on a leading axis, so
+that several seeds train together as one batched computation (`--seeds`); a single net is
+the case n_nets = 1. Tensors flow as (n_nets, batch, ...). The DNs of one net are held the
+same way, with an expert axis, and all evaluated by one batched matmul.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def uniform_init(tensors, fan_in, generators):
+    """PyTorch's default Linear/Conv init, drawn net by net from each net's own generator,
+    so a net's initial weights do not depend on the nets stacked beside it."""
+    bound = 1 / math.sqrt(fan_in)
+    with torch.no_grad():
+        for net, generator in enumerate(generators):
+            for tensor in tensors:
+                tensor[net].uniform_(-bound, bound, generator=generator)
+
+
+class StackedLinear(nn.Module):
+    """One linear layer per net: (N, B, n_in) -> (N, B, n_out)."""
+
+    def __init__(self, n_nets, n_in, n_out):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_nets, n_in, n_out))
+        self.bias = nn.Parameter(torch.empty(n_nets, 1, n_out))
+
+    def reset_parameters(self, generators):
+        uniform_init([self.weight, self.bias], self.weight.shape[1], generators)
+
+    def forward(self, x):
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class StackedMLP(nn.Module):
+    """Dense layers with ReLU between them (none after the last): sizes [in, ..., out]."""
+
+    def __init__(self, n_nets, sizes):
+        super().__init__()
+        self.layers = nn.ModuleList(StackedLinear(n_nets, a, b) for a, b in zip(sizes, sizes[1:]))
+
+    def reset_parameters(self, generators):
+        for layer in self.layers:
+            layer.reset_parameters(generators)
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == 0 else layer(F.relu(x))
+        return x
+
+
+class Encoder(nn.Module):
+    """`n_blocks` of (5x5 valid conv, ReLU, 2x2 max-pool), then a dense layer to z, ReLU.
+
+    The nets' channels sit side by side in one grouped convolution: (B, N*C, H, W)."""
+
+    def __init__(self, n_nets, image_shape, n_blocks, n_filters, repr_size):
+        super().__init__()
+        channels, height, width = image_shape
+        self.n_nets = n_nets
+        self.conv_weights, self.conv_biases = nn.ParameterList(), nn.ParameterList()
+        for block in range(n_blocks):
+            out = n_filters * 2 ** block
+            self.conv_weights.append(nn.Parameter(torch.empty(n_nets, out, channels, 5, 5)))
+            self.conv_biases.append(nn.Parameter(torch.empty(n_nets, out)))
+            channels, height, width = out, (height - 4) // 2, (width - 4) // 2
+            if height < 1 or width < 1:
+                raise ValueError(f"{n_blocks} conv blocks shrink a {image_shape[1]}x{image_shape[2]} "
+                                 "image to nothing")
+        self.feature_shape = (channels, height, width)
+        self.dense = StackedLinear(n_nets, channels * height * width, repr_size)
+
+    def reset_parameters(self, generators):
+        for weight, bias in zip(self.conv_weights, self.conv_biases):
+            uniform_init([weight, bias], weight[0, 0].numel(), generators)
+        self.dense.reset_parameters(generators)
+
+    def feature_maps(self, x):
+        """(N, B, C, H, W) images -> list of each block's activations, (B, N*C', H', W')."""
+        n_nets, batch = x.shape[:2]
+        x = x.transpose(0, 1).reshape(batch, -1, *x.shape[3:])
+        maps = []
+        for weight, bias in zip(self.conv_weights, self.conv_biases):
+            x = F.conv2d(x, weight.flatten(0, 1), bias.flatten(), groups=n_nets)
+            x = F.max_pool2d(F.relu(x), 2)
+            maps.append(x)
+        return maps
+
+    def forward(self, x):
+        """(N, B, C, H, W) images -> (N, B, repr_size) representations z."""
+        batch = x.shape[1]
+        features = self.feature_maps(x)[-1].reshape(batch, self.n_nets, -1).transpose(0, 1)
+        return F.relu(self.dense(features))
+
+
+class Experts(nn.Module):
+    """`n_experts` MLPs per net reading the same z: (N, B, n_in) -> (N, B, K, n_out)."""
+
+    def __init__(self, n_nets, n_experts, sizes):
+        super().__init__()
+        self.n_experts = n_experts
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(n_nets, n_experts, a, b))
+                                        for a, b in zip(sizes, sizes[1:]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(n_nets, n_experts, 1, b)) for b in sizes[1:])
+
+    def reset_parameters(self, generators):
+        for weight, bias in zip(self.weights, self.biases):
+            uniform_init([weight, bias], weight.shape[2], generators)
+
+    def forward(self, z):
+        n_nets, batch, _ = z.shape
+        # First layer: every expert reads z, so one matmul with the experts side by side.
+        weight, bias = self.weights[0], self.biases[0]
+        out = torch.bmm(z, weight.permute(0, 2, 1, 3).flatten(2)).view(n_nets, batch, self.n_experts, -1)
+        out = out + bias.view(n_nets, 1, self.n_experts, -1)
+        for weight, bias in zip(self.weights[1:], self.biases[1:]):
+            hidden = F.relu(out).permute(0, 2, 1, 3).flatten(0, 1)  # (N*K, B, h)
+            out = torch.baddbmm(bias.flatten(0, 1), hidden, weight.flatten(0, 1))
+            out = out.view(n_nets, self.n_experts, batch, -1).permute(0, 2, 1, 3)
+        return out
+
+
+def gate(probs, logits, mode, training, noise=None, temperature=1.0):
+    """The CN's decision h (N, B, K) from its distribution p: one-hot, straight-through.
+
+    DE samples in training and takes the argmax in eval; FS samples always; FD takes the
+    argmax always; SD is soft (h = p); GSF is the straight-through Gumbel-softmax in
+    training and the argmax in eval. `noise` holds uniforms in [0, 1), (N, B, K): the
+    randomness is drawn by the caller from each net's own generator."""
+    if mode == "SD":
+        return probs
+    if mode == "GSF" and training:
+        gumbel = -torch.log(-torch.log(noise.clamp(1e-10, 1 - 1e-7)))
+        soft = F.softmax((logits + gumbel) / temperature, dim=-1)
+        choice = soft.argmax(dim=-1)
+        probs = soft
+    elif mode == "FS" or (mode == "DE" and training):
+        # Inverse-CDF sampling: the first expert whose cumulated probability exceeds u.
+        below = probs.detach().cumsum(dim=-1) < noise[..., :1]
+        choice = below.sum(dim=-1).clamp_max(probs.shape[-1] - 1)
+    else:
+        choice = probs.argmax(dim=-1)
+    hard = F.one_hot(choice, probs.shape[-1]).to(probs.dtype)
+    return hard + probs - probs.detach()  # forward: hard; backward: as if h were p
+
+
+def needs_noise(mode, training):
+    return mode == "FS" or (training and mode in ("DE", "GSF"))
+
+
+class ClustNet(nn.Module):
+    """Encoder -> z; CN(z) -> p -> gate h; output log_softmax(sum_k h_k DN_k(z))."""
+
+    def __init__(self, n_nets, image_shape, opts):
+        super().__init__()
+        self.n_nets = n_nets
+        self.decision = opts.decision_clu
+        self.temperature = opts.temperature
+        self.encoder = Encoder(n_nets, image_shape, opts.encnblayers, opts.encnbfilters, opts.enchidd_repr_size)
+        self.cn = StackedMLP(n_nets, [opts.enchidd_repr_size] + [opts.clhidd_repr_size] * (opts.clnblayers - 1)
+                             + [opts.clust])
+        self.dn = Experts(n_nets, opts.clust, [opts.enchidd_repr_size]
+                          + [opts.dehidd_repr_size] * (opts.denblayers - 1) + [2])
+
+    def reset_parameters(self, generators):
+        for module in (self.encoder, self.cn, self.dn):
+            module.reset_parameters(generators)
+
+    def cn_parameters(self):
+        return list(self.cn.parameters())
+
+    def encoder_dn_parameters(self):
+        return list(self.encoder.parameters()) + list(self.dn.parameters())
+
+    def forward(self, x, noise=None):
+        """(N, B, C, H, W) images -> log-probabilities (N, B, 2) and the CN's p (N, B, K)."""
+        z = self.encoder(x)
+        logits = self.cn(z)
+        probs = F.softmax(logits, dim=-1)
+        h = gate(probs, logits, self.decision, self.training, noise, self.temperature)
+        mixed = (h.unsqueeze(-1) * self.dn(z)).sum(dim=2)
+        return F.log_softmax(mixed, dim=-1), probs
+
+
+def net_state(model, net):
+    """The state dict of net number `net` of a stacked model, as a 1-net model's."""
+    return {name: tensor[net:net + 1].detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def stack_states(states):
+    """Stack 1-net state dicts into one for a model of len(states) nets."""
+    return {name: torch.cat([state[name] for state in states]) for name in states[0]}

@@ -1,0 +1,222 @@
+"""Every option of `trainVal.py`, defined once: name, type, default, help, valid range.
+
+A run's options come in three layers: the defaults below, then the `[default]` section of
+the config file given with `-c`, then the command line. The resolved options are saved as
+an .ini file that works as `-c` to rerun the same net.
+"""
+
+import argparse
+import configparser
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ClustNetError
+from .layout import PROJECT_ROOT
+
+GATE_MODES = ("DE", "FS", "FD", "SD", "GSF")
+OPTIMISERS = ("SGD", "Adam", "AMSGrad")
+
+
+def parse_bool(text):
+    """'True'/'False' (any case, also yes/no/1/0), as written in config files."""
+    if isinstance(text, bool):
+        return text
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise ValueError(f"{text!r} is not True or False")
+    return value
+
+
+def optional(parse):
+    """Accept an empty value or 'None' as None, else parse."""
+    def parse_optional(text):
+        return None if text.strip() in ("", "None") else parse(text)
+    parse_optional.__name__ = parse.__name__
+    return parse_optional
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    many: bool = False  # a list of values: '--lr 0.01 0.001'
+    choices: tuple = ()
+    minimum: float | None = None  # inclusive
+    positive: bool = False  # strictly greater than 0
+
+    def check(self, value):
+        """Raise ClustNetError if `value` is out of this option's range."""
+        for item in (value if self.many and value is not None else [value]):
+            if item is None:
+                continue
+            if self.choices and item not in self.choices:
+                raise ClustNetError(f"--{self.name} {item}: expected one of {', '.join(self.choices)}")
+            if self.positive and not item > 0:
+                raise ClustNetError(f"--{self.name} {item}: must be greater than 0")
+            if self.minimum is not None and not item >= self.minimum:
+                raise ClustNetError(f"--{self.name} {item}: must be at least {self.minimum}")
+
+
+OPTIONS = [
+    # The experiment
+    Option("exp_id", str, "default", "experiment name: the folder under nets/, results/ and vis/"),
+    Option("ind_id", optional(int), None, "net number in the experiment (default: the next free one)",
+           minimum=1),
+    Option("overwrite", parse_bool, False, "allow an --ind_id that already exists to be written over"),
+    Option("seed", int, 1, "random seed: weights, data order and gate samples", minimum=0),
+    Option("seeds", int, [], "train one independent net per seed together in one process, "
+                             "vectorised; each is saved as its own net", many=True, minimum=0),
+    # Data
+    Option("dataset", str, "MNIST", "MNIST, CIFAR10, or a folder with train/<class>/ and test/<class>/ images"),
+    Option("data_dir", optional(str), None, "where torchvision datasets live (default: data/ at the project root)"),
+    Option("pos_classes", int, [0, 1, 2, 3, 4], "classes of the positive group (binary target 1)",
+           many=True, minimum=0),
+    # Architecture
+    Option("encnblayers", int, 2, "conv blocks in the shared encoder (5x5 conv, ReLU, 2x2 max-pool)", minimum=1),
+    Option("encnbfilters", int, 16, "filters of the first conv block; each next block doubles them", minimum=1),
+    Option("enchidd_repr_size", int, 64, "size of the encoder's output representation z", minimum=1),
+    Option("clust", int, 5, "number of detecting networks (experts), the CN's output size", minimum=1),
+    Option("clnblayers", int, 2, "dense layers in the clustering network (the gate)", minimum=1),
+    Option("clhidd_repr_size", int, 64, "width of the CN's hidden layers", minimum=1),
+    Option("denblayers", int, 1, "dense layers in each detecting network (1: linear, low capacity)", minimum=1),
+    Option("dehidd_repr_size", int, 16, "width of the DNs' hidden layers", minimum=1),
+    # The gate
+    Option("decision_clu", str, "DE", "gate: DE sample in training / argmax in eval, FS sample always, "
+                                      "FD argmax always, SD soft (no one-hot), GSF Gumbel-softmax "
+                                      "straight-through", choices=GATE_MODES),
+    Option("temperature", float, 1.0, "Gumbel-softmax temperature (GSF)", positive=True),
+    Option("entweig", float, 0.0, "weight of the mean entropy of the CN's distribution in the loss"),
+    Option("clustdivers", float, 0.0, "weight of the reward for a balanced use of the DNs over a batch"),
+    # Optimisation
+    Option("epochs", int, 10, "training epochs", minimum=1),
+    Option("batch_size", int, 4, "training batch size", minimum=1),
+    Option("test_batch_size", int, 1000, "evaluation batch size", minimum=1),
+    Option("lr", float, [0.01], "learning rate of the encoder and DNs; several values: a schedule, "
+                                "the epochs split into equal consecutive parts", many=True, positive=True),
+    Option("lr_cl", float, [], "learning rate (schedule) of the CN (default: --lr)", many=True, positive=True),
+    Option("optim", str, "SGD", "optimiser: SGD (with momentum), Adam, AMSGrad", choices=OPTIMISERS),
+    Option("momentum", float, 0.5, "SGD momentum", minimum=0.0),
+    Option("weight_decay", float, 0.0, "L2 weight decay", minimum=0.0),
+    Option("batch_period", int, 0, "0: CN and DNs step together; k: k batches for the CN, then k for "
+                                   "the encoder and DNs, alternately", minimum=0),
+    # Other modes
+    Option("pretrain", parse_bool, False, "train one DN with the encoder (the one-expert baseline)"),
+    Option("pretrain_cae", parse_bool, False, "train a convolutional autoencoder"),
+    Option("init", optional(str), None, "weights file: a pretrained DN, or a ClustNet file to resume from"),
+    Option("init_enc", optional(str), None, "weights file (CAE or ClustNet) to initialise the encoder from"),
+    Option("init_clu", optional(str), None, "weights file (ClustNet) to initialise the CN from"),
+    Option("noise_init", float, 0.0, "relative noise added to DNs initialised from one pretrained DN",
+           minimum=0.0),
+    # Machine
+    Option("no_cuda", parse_bool, False, "train on the CPU even when CUDA is available"),
+    Option("num_threads", int, 0, "CPU threads for PyTorch (0: PyTorch's default)", minimum=0),
+    Option("progress", parse_bool, True, "show a progress bar during each epoch"),
+]
+
+OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def unknown_option_message(name, where):
+    close = difflib.get_close_matches(name, OPTIONS_BY_NAME, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown option {name!r} {where}{hint}"
+
+
+def parse_value(option, text, where):
+    """Parse one config-file or command-line string for `option`."""
+    try:
+        if option.many:
+            return [option.type(item) for item in text.split()]
+        return option.type(text)
+    except ValueError:
+        kind = "True or False" if option.type is parse_bool else getattr(option.type, "__name__", "value")
+        raise ClustNetError(f"option {option.name} {where}: {text!r} is not a valid {kind}") from None
+
+
+def find_config(path):
+    """`-c` is read relative to the working folder, else relative to the project root."""
+    path = Path(path)
+    if path.is_file() or path.is_absolute():
+        return path
+    return PROJECT_ROOT / path if (PROJECT_ROOT / path).is_file() else path
+
+
+def read_config(path):
+    """The `[default]` section of an INI file as {name: parsed value}."""
+    path = find_config(path)
+    parser = configparser.ConfigParser(default_section="__none__")
+    try:
+        with open(path) as file:
+            parser.read_file(file)
+    except OSError as error:
+        raise ClustNetError(f"cannot read config file {path}: {error.strerror}") from None
+    except (configparser.Error, UnicodeDecodeError) as error:
+        raise ClustNetError(f"config file {path} is not a valid INI file: "
+                            f"{str(error).splitlines()[0]}") from None
+    if not parser.has_section("default"):
+        raise ClustNetError(f"config file {path} has no [default] section")
+    values = {}
+    for name, text in parser.items("default"):
+        if name not in OPTIONS_BY_NAME:
+            raise ClustNetError(unknown_option_message(name, f"in {path}"))
+        values[name] = parse_value(OPTIONS_BY_NAME[name], text, f"in {path}")
+    return values
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as a ClustNetError (one line, exit 2)."""
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            flag = message.split(":", 1)[1].split()[0]
+            if flag.startswith("--"):
+                raise ClustNetError(unknown_option_message(flag[2:], "on the command line"))
+        raise ClustNetError(message)
+
+
+def build_parser(description):
+    parser = OneLineArgumentParser(description=description, allow_abbrev=False)
+    parser.add_argument("-c", "--config", help="INI config file whose [default] section sets the defaults")
+    for option in OPTIONS:
+        default = option.default if option.default not in (None, []) else "none"
+        kwargs = dict(help=f"{option.help} (default: {default})", default=argparse.SUPPRESS, metavar="V")
+        if option.many:
+            kwargs["nargs"] = "*"
+        elif option.type is parse_bool:
+            kwargs.update(nargs="?", const="True")
+        parser.add_argument(f"--{option.name}", **kwargs)
+    return parser
+
+
+def parse_options(argv, description="Train ClustNet."):
+    """Defaults, then the config file, then the command line; checked; as a Namespace."""
+    given = vars(build_parser(description).parse_args(argv))
+    values = {option.name: option.default for option in OPTIONS}
+    config = given.pop("config", None)
+    if config is not None:
+        values.update(read_config(config))
+    for name, raw in given.items():
+        text = " ".join(raw) if isinstance(raw, list) else raw
+        values[name] = parse_value(OPTIONS_BY_NAME[name], text, "on the command line")
+    for option in OPTIONS:
+        option.check(values[option.name])
+    if not values["lr"]:
+        raise ClustNetError("--lr needs at least one value")
+    return argparse.Namespace(**values)
+
+
+def format_value(value):
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value)
+    return "" if value is None else str(value)
+
+
+def options_ini(options):
+    """The resolved options as the text of an INI file with a [default] section."""
+    lines = ["[default]"] + [f"{option.name} = {format_value(getattr(options, option.name))}"
+                             for option in OPTIONS]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,287 @@
+"""Training ClustNet: one or several seeds at once, an epoch at a time, every artifact saved.
+
+The hot loop indexes tensors already in memory, keeps every per-step quantity on the
+device (no `.item()`, no host sync) and reads them back once per epoch.
+"""
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import layout
+from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
+from .errors import ClustNetError
+from .layout import CLUSTNET, Experiment
+from .metrics import accuracies, confusion_matrix
+from .model import ClustNet, needs_noise, net_state
+from .options import options_ini, parse_options
+from .plots import plot_confusion
+
+
+@dataclass
+class Scores:
+    """What the nets output on a set of images, in the set's order, on the CPU."""
+    log_probs: torch.Tensor  # (N, n, 2)
+    cluster_probs: torch.Tensor  # (N, n, K)
+    loss: torch.Tensor  # (N,) mean loss
+
+
+def select_device(opts):
+    if opts.num_threads:
+        torch.set_num_threads(opts.num_threads)
+    return torch.device("cuda" if torch.cuda.is_available() and not opts.no_cuda else "cpu")
+
+
+def lr_at(schedule, epoch, n_epochs):
+    """A schedule of m values splits the epochs into m equal consecutive parts."""
+    return schedule[min(len(schedule) - 1, (epoch - 1) * len(schedule) // n_epochs)]
+
+
+def make_optimiser(params, opts):
+    if opts.optim == "SGD":
+        return torch.optim.SGD(params, lr=opts.lr[0], momentum=opts.momentum,
+                               weight_decay=opts.weight_decay, foreach=True)
+    return torch.optim.Adam(params, lr=opts.lr[0], weight_decay=opts.weight_decay,
+                            amsgrad=opts.optim == "AMSGrad", foreach=True)
+
+
+def make_optimisers(model, opts):
+    """Two optimisers, so that the CN has its own learning rate and can step alone."""
+    return {"cn": make_optimiser(model.cn_parameters(), opts),
+            "main": make_optimiser(model.encoder_dn_parameters(), opts)}
+
+
+def set_learning_rates(optimisers, opts, epoch):
+    schedules = {"cn": opts.lr_cl or opts.lr, "main": opts.lr}
+    for name, optimiser in optimisers.items():
+        for group in optimiser.param_groups:
+            group["lr"] = lr_at(schedules[name], epoch, opts.epochs)
+
+
+def entropy(probs, dim=-1):
+    return -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=dim)
+
+
+def net_losses(log_probs, probs, targets, opts):
+    """(N,) loss of each net: NLL of the binary target, plus the optional terms."""
+    loss = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(dim=1)
+    if opts.entweig:
+        loss = loss + opts.entweig * entropy(probs).mean(dim=1)
+    if opts.clustdivers:
+        loss = loss - opts.clustdivers * entropy(probs.mean(dim=1))
+    return loss
+
+
+def uniform_noise(generators, n_images, n_clusters, device):
+    """(N, n, K) uniforms, each net's drawn from its own generator (gate samples)."""
+    return torch.stack([torch.rand(n_images, n_clusters, generator=g) for g in generators]).to(device)
+
+
+def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
+    """One pass over the training images in each net's own random order."""
+    model.train()
+    n_nets, n_images, batch_size = model.n_nets, len(images), opts.batch_size
+    device = images.device
+    order = torch.stack([torch.randperm(n_images, generator=g) for g in generators]).to(device)
+    noise = uniform_noise(generators, n_images, opts.clust, device)
+    n_steps = -(-n_images // batch_size)
+    step_losses = torch.zeros(n_nets, n_steps, device=device)
+    log_probs = torch.empty(n_nets, n_images, 2, device=device)
+    cluster_probs = torch.empty(n_nets, n_images, opts.clust, device=device)
+    phases = [optimisers.values()] if opts.batch_period == 0 else [[optimisers["cn"]], [optimisers["main"]]]
+    steps = tqdm(range(n_steps), desc=f"epoch {epoch}", unit="batch", leave=False,
+                 disable=not opts.progress, mininterval=1.0)
+    for step in steps:
+        batch = slice(step * batch_size, (step + 1) * batch_size)
+        index = order[:, batch]
+        batch_log_probs, batch_probs = model(images[index], noise[:, batch])
+        losses = net_losses(batch_log_probs, batch_probs, targets[index], opts)
+        model.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        for optimiser in phases[(step // max(opts.batch_period, 1)) % len(phases)]:
+            optimiser.step()
+        step_losses[:, step] = losses.detach()
+        log_probs[:, batch] = batch_log_probs.detach()
+        cluster_probs[:, batch] = batch_probs.detach()
+    check_finite(step_losses, epoch)
+    unshuffle = torch.argsort(order, dim=1)
+    rows = torch.arange(n_nets, device=device).unsqueeze(1)
+    return Scores(log_probs[rows, unshuffle].cpu(), cluster_probs[rows, unshuffle].cpu(),
+                  step_losses.mean(dim=1).cpu())
+
+
+def check_finite(step_losses, epoch):
+    """Stop on a NaN or infinite loss, naming where it first appeared."""
+    bad = ~torch.isfinite(step_losses)
+    if bad.any():
+        net, step = (int(i) for i in bad.nonzero()[0])
+        raise ClustNetError(f"the loss became {step_losses[net, step].item()} at epoch {epoch}, "
+                            f"step {step + 1} (net {net + 1} of this run); the files of epoch "
+                            f"{epoch - 1} are the last good ones: lower --lr or change the options")
+
+
+@torch.no_grad()
+def evaluate(model, images, targets, generators, opts):
+    """The nets' outputs on `images` (the same images for every net), in eval mode."""
+    model.eval()
+    n_nets, device = model.n_nets, images.device
+    log_probs, cluster_probs = [], []
+    for start in range(0, len(images), opts.test_batch_size):
+        chunk = images[start:start + opts.test_batch_size]
+        noise = uniform_noise(generators, len(chunk), opts.clust, device) if needs_noise(model.decision, False) \
+            else None
+        out_log_probs, out_probs = model(chunk.unsqueeze(0).expand(n_nets, *chunk.shape), noise)
+        log_probs.append(out_log_probs)
+        cluster_probs.append(out_probs)
+    log_probs, cluster_probs = torch.cat(log_probs, dim=1), torch.cat(cluster_probs, dim=1)
+    losses = -log_probs.gather(-1, targets.expand(n_nets, -1).unsqueeze(-1)).mean(dim=(1, 2))
+    return Scores(log_probs.cpu(), cluster_probs.cpu(), losses.cpu())
+
+
+def slice_optimiser_state(state, net, n_nets):
+    """The optimiser state of net `net`: every stacked tensor cut to its slice."""
+    def cut(value):
+        if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == n_nets:
+            return value[net:net + 1].clone()
+        return value
+    return {"state": {key: {name: cut(value) for name, value in entry.items()}
+                      for key, entry in state["state"].items()},
+            "param_groups": state["param_groups"]}
+
+
+def save_weights(path, model, optimisers, generators, net, epoch, ini_text):
+    """Everything an exact resume needs: weights, optimiser and RNG state, epoch, options."""
+    checkpoint = {"kind": CLUSTNET, "epoch": epoch, "options": ini_text,
+                  "model": net_state(model, net),
+                  "optimisers": {name: slice_optimiser_state(opt.state_dict(), net, model.n_nets)
+                                 for name, opt in optimisers.items()},
+                  "generator": generators[net].get_state()}
+    with layout.atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def write_epoch(exp, run, scores, labels, train, epoch):
+    """The scores CSV of every net (train or test set) and, for the test set, the two
+    confusion-matrix PNGs. Returns each net's accuracies."""
+    opts, data = run.opts, run.data
+    bin_targets = binary_targets(labels, opts.pos_classes).numpy()
+    labels = labels.numpy()
+    all_classes = list(range(len(data.classes)))
+    results = []
+    for net, ind_id in enumerate(run.ind_ids):
+        log_probs, cluster_probs = scores.log_probs[net].numpy(), scores.cluster_probs[net].numpy()
+        layout.write_scores(exp.scores_path(ind_id, epoch, train), labels, bin_targets, log_probs, cluster_probs)
+        results.append(accuracies(labels, bin_targets, log_probs, cluster_probs, opts.pos_classes, all_classes))
+        if not train:
+            chosen = cluster_probs.argmax(axis=1)
+            groups = {True: sorted(opts.pos_classes), False: sorted(set(all_classes) - set(opts.pos_classes))}
+            for positive, classes in groups.items():
+                inside = np.isin(labels, classes)
+                confusion = confusion_matrix(labels[inside], chosen[inside], classes, opts.clust)
+                title = f"net {ind_id}, epoch {epoch}: {'positive' if positive else 'negative'} classes"
+                plot_confusion(confusion, [data.classes[c] for c in classes],
+                               exp.confusion_path(ind_id, epoch, positive), title)
+    return results
+
+
+def describe(name, loss, result):
+    return (f"{name} loss {loss:.4f} binary {100 * result['binary']:.2f}% "
+            f"pos {100 * result['pos_clust']:.2f}% neg {100 * result['neg_clust']:.2f}%")
+
+
+@dataclass
+class TrainingRun:
+    opts: object
+    data: ImageData
+    ind_ids: list
+    seeds: list
+    ini_texts: list
+
+
+def check_against_data(opts, data):
+    """The options that only make sense once the classes are known."""
+    n_classes = len(data.classes)
+    missing = [c for c in opts.pos_classes if c >= n_classes]
+    if missing:
+        raise ClustNetError(f"--pos_classes {' '.join(map(str, missing))}: the dataset has classes "
+                            f"0..{n_classes - 1} only")
+    n_pos = len(set(opts.pos_classes))
+    smallest = min(n_pos, n_classes - n_pos)
+    if smallest == 0:
+        raise ClustNetError("--pos_classes must leave at least one class in each group")
+    if opts.clust > smallest:
+        raise ClustNetError(f"--clust {opts.clust} is larger than the number of classes in a group "
+                            f"({n_pos} positive, {n_classes - n_pos} negative)")
+
+
+def net_ini(opts, seed, ind_id):
+    """The .ini of one net of the run: as if it had been run alone with that seed."""
+    return options_ini(argparse.Namespace(**dict(vars(opts), seed=seed, seeds=[], ind_id=ind_id)))
+
+
+def prepare(opts):
+    """Check the options, load the data and claim the nets' ids: nothing is written before
+    every check has passed."""
+    device = select_device(opts)
+    opts.data_dir = str(resolve_data_dir(opts.data_dir))
+    exp = Experiment(opts.exp_id)
+    data = load_dataset(opts.dataset, opts.data_dir)
+    check_against_data(opts, data)
+    try:
+        ClustNet(1, data.image_shape, opts)
+    except ValueError as error:
+        raise ClustNetError(f"--encnblayers {opts.encnblayers}: {error}") from None
+    seeds = opts.seeds or [opts.seed]
+    ind_ids, ini_texts = [], []
+    for seed in seeds:
+        requested = None if opts.ind_id is None else opts.ind_id + len(ind_ids)
+        ind_id = exp.claim_ind_id(lambda i: net_ini(opts, seed, i), requested, opts.overwrite)
+        ind_ids.append(ind_id)
+        ini_texts.append(net_ini(opts, seed, ind_id))
+    return exp, TrainingRun(opts, data.to(device), ind_ids, seeds, ini_texts), device
+
+
+def train(opts):
+    """Train the nets of `opts` for opts.epochs epochs, writing every artifact each epoch."""
+    if opts.pretrain or opts.pretrain_cae or opts.init or opts.init_enc or opts.init_clu:
+        raise ClustNetError("pretraining and --init* are not available yet")
+    exp, run, device = prepare(opts)
+    data = run.data
+    generators = [torch.Generator().manual_seed(seed) for seed in run.seeds]
+    model = ClustNet(len(run.seeds), data.image_shape, opts)
+    model.reset_parameters(generators)
+    model.to(device)
+    optimisers = make_optimisers(model, opts)
+    train_targets = binary_targets(data.train_y, opts.pos_classes)
+    test_targets = binary_targets(data.test_y, opts.pos_classes)
+    print(f"experiment {exp.exp_id}: nets {', '.join(map(str, run.ind_ids))} on {opts.dataset} "
+          f"({len(data.train_x)} train, {len(data.test_x)} test images), device {device}", flush=True)
+    for epoch in range(0, opts.epochs + 1):
+        start = time.perf_counter()
+        if epoch == 0:  # the initial nets, evaluated on both sets
+            train_scores = evaluate(model, data.train_x, train_targets, generators, opts)
+        else:
+            set_learning_rates(optimisers, opts, epoch)
+            train_scores = train_epoch(model, optimisers, data.train_x, train_targets, generators, opts, epoch)
+        test_scores = evaluate(model, data.test_x, test_targets, generators, opts)
+        seconds = time.perf_counter() - start
+        train_results = write_epoch(exp, run, train_scores, data.train_y.cpu(), True, epoch)
+        test_results = write_epoch(exp, run, test_scores, data.test_y.cpu(), False, epoch)
+        for net, ind_id in enumerate(run.ind_ids):
+            save_weights(exp.weights_path(ind_id, epoch), model, optimisers, generators, net, epoch,
+                         run.ini_texts[net])
+        written = time.perf_counter() - start - seconds
+        for net, ind_id in enumerate(run.ind_ids):
+            print(f"net {ind_id} epoch {epoch}: "
+                  f"{describe('train', train_scores.loss[net], train_results[net])} | "
+                  f"{describe('test', test_scores.loss[net], test_results[net])} | "
+                  f"{seconds:.1f} s + {written:.1f} s writing", flush=True)
+
+
+def main(argv):
+    train(parse_options(argv))

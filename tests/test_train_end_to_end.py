@@ -1,0 +1,41 @@
+"""A tiny real run: every file of SPEC section 4, every CSV column, printed = recomputed."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import torch
+
+from conftest import TINY, run_cli
+from clustnet.layout import Experiment, score_columns
+from clustnet.metrics import accuracies
+
+
+def test_tiny_mnist_run_writes_every_artifact(mnist_dir, output_root):
+    result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", "tiny", "--epochs", "2",
+                     "--data_dir", mnist_dir, "--batch_size", "8", *TINY)
+    assert result.returncode == 0, result.stderr
+    exp = Experiment("tiny", root=output_root)
+    assert exp.net_ids() == [1]
+    for epoch in range(3):
+        assert exp.weights_path(1, epoch).is_file()
+        assert exp.confusion_path(1, epoch, True).is_file()
+        assert exp.confusion_path(1, epoch, False).is_file()
+        test = pd.read_csv(exp.scores_path(1, epoch))
+        train = pd.read_csv(exp.scores_path(1, epoch, train=True))
+        assert list(test.columns) == score_columns(5) and list(train.columns) == score_columns(5)
+        assert len(test) == 80 and len(train) == 200
+        assert np.allclose(np.exp(test[["pred_0", "pred_1"]]).sum(axis=1), 1, atol=1e-4)
+        assert np.allclose(test[[f"clust_{k}" for k in range(5)]].sum(axis=1), 1, atol=1e-4)
+        assert set(test.targ) == {0, 1} and (test.targ == test.origTarg.isin(range(5))).all()
+        # The accuracies printed for this epoch are those of the CSV.
+        line = re.search(rf"net 1 epoch {epoch}: .*test loss \S+ binary (\S+)% pos (\S+)% neg (\S+)%",
+                         result.stdout)
+        recomputed = accuracies(test.origTarg, test.targ, test[["pred_0", "pred_1"]].values,
+                                test[[f"clust_{k}" for k in range(5)]].values, range(5), range(10))
+        assert [float(v) for v in line.groups()] == [round(100 * recomputed[k], 2)
+                                                     for k in ("binary", "pos_clust", "neg_clust")]
+    checkpoint = torch.load(exp.weights_path(1, 2), weights_only=False)
+    assert checkpoint["epoch"] == 2 and "optimisers" in checkpoint and "generator" in checkpoint
+    ini = exp.ini_path(1).read_text()
+    assert ini.startswith("[default]") and "ind_id = 1" in ini and "epochs = 2" in ini
