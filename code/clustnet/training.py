@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import layout
+from .checkpoint import save_weights
 from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .layout import CLUSTNET, Experiment
 from .metrics import accuracies, confusion_matrix
-from .model import ClustNet, needs_noise, net_state
+from .model import ClustNet, needs_noise
 from .options import options_ini, parse_options
 from .plots import plot_confusion
 
@@ -143,28 +144,6 @@ def evaluate(model, images, targets, generators, opts):
     return Scores(log_probs.cpu(), cluster_probs.cpu(), losses.cpu())
 
 
-def slice_optimiser_state(state, net, n_nets):
-    """The optimiser state of net `net`: every stacked tensor cut to its slice."""
-    def cut(value):
-        if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == n_nets:
-            return value[net:net + 1].clone()
-        return value
-    return {"state": {key: {name: cut(value) for name, value in entry.items()}
-                      for key, entry in state["state"].items()},
-            "param_groups": state["param_groups"]}
-
-
-def save_weights(path, model, optimisers, generators, net, epoch, ini_text):
-    """Everything an exact resume needs: weights, optimiser and RNG state, epoch, options."""
-    checkpoint = {"kind": CLUSTNET, "epoch": epoch, "options": ini_text,
-                  "model": net_state(model, net),
-                  "optimisers": {name: slice_optimiser_state(opt.state_dict(), net, model.n_nets)
-                                 for name, opt in optimisers.items()},
-                  "generator": generators[net].get_state()}
-    with layout.atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-
-
 def write_epoch(exp, run, scores, labels, train, epoch):
     """The scores CSV of every net (train or test set) and, for the test set, the two
     confusion-matrix PNGs. Returns each net's accuracies."""
@@ -273,8 +252,8 @@ def train(opts):
         train_results = write_epoch(exp, run, train_scores, data.train_y.cpu(), True, epoch)
         test_results = write_epoch(exp, run, test_scores, data.test_y.cpu(), False, epoch)
         for net, ind_id in enumerate(run.ind_ids):
-            save_weights(exp.weights_path(ind_id, epoch), model, optimisers, generators, net, epoch,
-                         run.ini_texts[net])
+            save_weights(exp.weights_path(ind_id, epoch), CLUSTNET, model, data.image_shape, optimisers,
+                         generators, net, epoch, run.ini_texts[net])
         written = time.perf_counter() - start - seconds
         for net, ind_id in enumerate(run.ind_ids):
             print(f"net {ind_id} epoch {epoch}: "
