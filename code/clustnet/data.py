@@ -4,13 +4,14 @@ Training batches are taken by indexing these tensors, so no per-sample Python ru
 training loop. Images are normalised per channel with the training set's statistics.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision import datasets
-from torchvision.io import ImageReadMode, decode_image, read_file
 
 from .errors import ClustNetError
 from .layout import output_root
@@ -119,18 +120,25 @@ def load_image_folder(root):
     return (*splits, classes)
 
 
+def decode_image(path, mode):
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert(mode))
+    except (OSError, ValueError) as error:
+        raise ClustNetError(f"cannot decode image {path}: {error}") from None
+
+
 def decode_images(files):
-    """Decode image files into one uint8 tensor (n, C, H, W); all must share one size."""
-    first = decode_image(read_file(str(files[0])))
-    mode = ImageReadMode.GRAY if first.shape[0] == 1 else ImageReadMode.RGB
-    images = torch.empty((len(files), 1 if mode == ImageReadMode.GRAY else 3, *first.shape[1:]), dtype=torch.uint8)
-    for i, path in enumerate(files):
-        try:
-            image = decode_image(read_file(str(path)), mode=mode)
-        except RuntimeError as error:
-            raise ClustNetError(f"cannot decode image {path}: {str(error).splitlines()[0]}") from None
-        if image.shape != images.shape[1:]:
-            raise ClustNetError(f"image {path} is {tuple(image.shape[1:])}, the others "
-                                f"{tuple(images.shape[2:])}: all images must have one size")
-        images[i] = image
-    return images
+    """Decode image files into one uint8 tensor (n, C, H, W); all must share one size.
+    Grey images stay one channel; anything else becomes RGB."""
+    with Image.open(files[0]) as first:
+        mode = "L" if first.mode in ("L", "1", "I", "I;16") else "RGB"
+    with ThreadPoolExecutor() as pool:  # PIL decodes outside the GIL
+        arrays = list(pool.map(decode_image, files, [mode] * len(files)))
+    sizes = {array.shape for array in arrays}
+    if len(sizes) > 1:
+        odd, shape = next((path, array.shape) for path, array in zip(files, arrays) if array.shape != arrays[0].shape)
+        raise ClustNetError(f"image {odd} is {shape[1]}x{shape[0]}, {files[0]} is {arrays[0].shape[1]}x"
+                            f"{arrays[0].shape[0]}: all images must have one size")
+    images = torch.from_numpy(np.stack(arrays))
+    return images.unsqueeze(1) if mode == "L" else images.permute(0, 3, 1, 2).contiguous()
