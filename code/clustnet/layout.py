@@ -58,6 +58,14 @@ def check_exp_id(exp_id):
     return exp_id
 
 
+def numbers_in(folder, pattern):
+    """The sorted numbers captured by `pattern`'s group 1 in the names of `folder`'s files."""
+    if not folder.is_dir():
+        return []
+    compiled = re.compile(pattern)
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := compiled.fullmatch(p.name)))
+
+
 class Experiment:
     """The folders and file names of one experiment `exp_id` under the project root."""
 
@@ -81,19 +89,52 @@ class Experiment:
     def confusion_path(self, ind_id, epoch, positive):
         return self.vis_dir / f"perm_{'det' if positive else 'nodet'}_{ind_id}_{epoch}.png"
 
+    def reconstructions_path(self, ind_id, epoch):
+        """A few test images above their reconstructions by autoencoder `ind_id` (--pretrain_cae)."""
+        return self.vis_dir / f"{CAE}{ind_id}_reconstructions_epoch{epoch}.png"
+
+    # What processResults.py writes in vis/X/; `train` selects the train-set variant.
+    def accuracy_plot_path(self, train=False):
+        return self.vis_dir / f"{self.exp_id}_{'train' if train else 'test'}Error.png"
+
+    def accuracy_table_path(self, train=False):
+        return self.vis_dir / f"{self.exp_id}_{'train' if train else 'test'}Error.csv"
+
+    def total_variation_path(self, train=False):
+        return self.vis_dir / f"tv_{'train' if train else 'test'}.png"
+
+    def weights_distance_path(self, ind_id):
+        return self.vis_dir / f"net{ind_id}_weightsDistances.png"
+
+    def sparsity_path(self, train=False):
+        return self.vis_dir / f"sparsity{'_train' if train else ''}.png"
+
+    def failures_dir(self, ind_id, epoch, train=False):
+        return self.vis_dir / f"net{ind_id}" / f"epoch{epoch}{'_train' if train else ''}"
+
+    def cludis_path(self, ind_id, train=False):
+        return self.vis_dir / f"net{ind_id}_cludis{'_train' if train else ''}.png"
+
+    def feature_variance_path(self, ind_id, layer, positive, train=False):
+        group = "pos" if positive else "neg"
+        return self.vis_dir / f"net{ind_id}_lay{layer}_{group}_var{'_train' if train else ''}.png"
+
+    def tsne_paths(self, weights_name):
+        """(t-SNE of the encoder's representations, t-SNE of the raw pixels)."""
+        return self.vis_dir / f"{weights_name}_tsne.png", self.vis_dir / f"{weights_name}_tsne_raw.png"
+
+    def scored_epochs(self, ind_id, train=False, kind=CLUSTNET):
+        """The epochs whose scores CSV exists for net `ind_id` (test or train set), sorted."""
+        name = self.scores_path(ind_id, "EPOCH", train, kind).name
+        return numbers_in(self.results_dir, re.escape(name).replace("EPOCH", r"(\d+)"))
+
     def net_ids(self, kind=CLUSTNET):
         """The ids of the nets of this kind that have a saved .ini, sorted."""
-        pattern = re.compile(rf"{kind}(\d+)\.ini")
-        if not self.nets_dir.is_dir():
-            return []
-        return sorted(int(m.group(1)) for p in self.nets_dir.iterdir() if (m := pattern.fullmatch(p.name)))
+        return numbers_in(self.nets_dir, rf"{kind}(\d+)\.ini")
 
     def epochs(self, ind_id, kind=CLUSTNET):
         """The epochs whose weights file exists for net `ind_id`, sorted."""
-        pattern = re.compile(rf"{kind}{ind_id}_epoch(\d+)")
-        if not self.nets_dir.is_dir():
-            return []
-        return sorted(int(m.group(1)) for p in self.nets_dir.iterdir() if (m := pattern.fullmatch(p.name)))
+        return numbers_in(self.nets_dir, rf"{kind}{ind_id}_epoch(\d+)")
 
     def claim_ind_id(self, ini_text_for, requested=None, overwrite=False, kind=CLUSTNET):
         """Create this net's .ini and return its id, atomically with respect to other runs.

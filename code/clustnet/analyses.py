@@ -1,0 +1,456 @@
+"""The analyses of `processResults.py` on a finished experiment (SPEC section 5).
+
+Each analysis reads the experiment through `layout` (nets' .ini files, scores CSVs,
+weights files), returns the numbers behind its figure, and writes its files in vis/X/.
+Scores are read in a thread pool, one CSV per task, and reduced with numpy: no Python
+runs per CSV row.
+"""
+
+import argparse
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.manifold import TSNE
+from torchvision.io import write_png
+
+from . import plots
+from .checkpoint import checkpoint_options, load_checkpoint, load_clustnet
+from .data import binary_targets, load_dataset
+from .errors import ClustNetError
+from .layout import KINDS, Experiment, atomic_path, read_scores
+from .metrics import accuracies
+from .model import Encoder
+from .options import OPTIONS_BY_NAME, format_value, parse_options, unknown_option_message
+
+ACCURACY_NAMES = ("binary", "pos_clust", "neg_clust")
+
+
+class Study:
+    """A finished experiment as the analyses see it: its nets, their options and epochs,
+    its scores, and the images of the dataset the nets were trained on (test set, or the
+    train set with `train`)."""
+
+    def __init__(self, exp_id, train=False, removed=()):
+        self.exp = Experiment(exp_id)
+        self.train = train
+        self.removed = set(removed)
+        self.set_name = "train" if train else "test"
+        self._options, self._datasets = {}, {}
+
+    def all_net_ids(self):
+        ids = self.exp.net_ids()
+        if not ids:
+            raise ClustNetError(f"no experiment {self.exp.exp_id!r}: no clustDetectNet<id>.ini in {self.exp.nets_dir}")
+        return ids
+
+    def net_ids(self):
+        """The experiment's nets, less those of --nets_to_remove (which must exist)."""
+        ids = self.all_net_ids()
+        unknown = sorted(self.removed - set(ids))
+        if unknown:
+            raise ClustNetError(f"--nets_to_remove {' '.join(map(str, unknown))}: experiment "
+                                f"{self.exp.exp_id!r} has nets {', '.join(map(str, ids))} only")
+        kept = [i for i in ids if i not in self.removed]
+        if not kept:
+            raise ClustNetError("--nets_to_remove leaves no net to analyse")
+        return kept
+
+    def check_net(self, ind_id):
+        ids = self.all_net_ids()
+        if ind_id not in ids:
+            raise ClustNetError(f"experiment {self.exp.exp_id!r} has no net {ind_id} "
+                                f"(its nets: {', '.join(map(str, ids))})")
+
+    def options(self, ind_id):
+        """The options net `ind_id` was trained with, from its .ini."""
+        if ind_id not in self._options:
+            self.check_net(ind_id)
+            self._options[ind_id] = parse_options(["-c", str(self.exp.ini_path(ind_id))])
+        return self._options[ind_id]
+
+    def scored_epochs(self, ind_id):
+        epochs = self.exp.scored_epochs(ind_id, self.train)
+        if not epochs:
+            raise ClustNetError(f"net {ind_id} of experiment {self.exp.exp_id!r} has no {self.set_name} "
+                                f"scores in {self.exp.results_dir}")
+        return epochs
+
+    def weight_epochs(self, ind_id):
+        self.check_net(ind_id)
+        epochs = self.exp.epochs(ind_id)
+        if not epochs:
+            raise ClustNetError(f"net {ind_id} of experiment {self.exp.exp_id!r} has no weights files "
+                                f"in {self.exp.nets_dir}")
+        return epochs
+
+    def check_epoch(self, ind_id, epoch, epochs):
+        if epoch not in epochs:
+            raise ClustNetError(f"net {ind_id} of experiment {self.exp.exp_id!r} has no epoch {epoch} "
+                                f"(epochs {epochs[0]}..{epochs[-1]})")
+
+    def net_labels(self, ids, option_names):
+        """{net: 'net 1: lr=0.01, batch_size=4'}: the legend of each net."""
+        check_option_names(option_names)
+        return {i: f"net {i}: " + ", ".join(f"{name}={format_value(getattr(self.options(i), name))}"
+                                           for name in option_names) for i in ids}
+
+    def summarise_scores(self, ids, summarise):
+        """{(net, epoch): summarise(scores frame, net's options)} over every scores CSV of the
+        nets `ids`, the CSVs read in parallel."""
+        options = {i: self.options(i) for i in ids}
+        jobs = [(i, epoch) for i in ids for epoch in self.scored_epochs(i)]
+
+        def run(job):
+            return summarise(read_scores(self.exp.scores_path(*job, self.train)), options[job[0]])
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+            return dict(zip(jobs, pool.map(run, jobs)))
+
+    def dataset(self, opts):
+        """The dataset named in `opts`, loaded once."""
+        key = (opts.dataset, opts.data_dir)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(opts.dataset, opts.data_dir)
+        return self._datasets[key]
+
+    def images(self, opts):
+        """(images, labels, class names) of the analysed set of the dataset in `opts`."""
+        data = self.dataset(opts)
+        return (data.train_x, data.train_y, data.classes) if self.train else (data.test_x, data.test_y, data.classes)
+
+
+def check_option_names(names):
+    for name in names:
+        if name not in OPTIONS_BY_NAME:
+            raise ClustNetError(unknown_option_message(name, "in the analysis options") +
+                                ": name options of trainVal.py, e.g. lr, batch_size, clnblayers")
+
+
+def score_arrays(frame):
+    """(10-class labels, binary targets, log-probabilities (n, 2), CN distribution (n, K))."""
+    clusters = [c for c in frame.columns if c.startswith("clust_")]
+    return (frame.origTarg.to_numpy(), frame.targ.to_numpy(), frame[["pred_0", "pred_1"]].to_numpy(),
+            frame[clusters].to_numpy())
+
+
+def epoch_accuracies(frame, opts):
+    """The accuracies trainVal.py printed for this scores CSV (same function, same inputs).
+    Classes missing from the CSV add an empty confusion row, which changes no accuracy, so
+    the classes seen and the positive ones stand for the dataset's classes."""
+    labels, targets, log_probs, cluster_probs = score_arrays(frame)
+    all_classes = range(max(int(labels.max()), *opts.pos_classes) + 1)
+    return accuracies(labels, targets, log_probs, cluster_probs, opts.pos_classes, all_classes)
+
+
+def accuracy_evolution(study, option_names):
+    """`--acc_evol`: the table net, options, epoch, binary, pos_clust, neg_clust (fractions),
+    its CSV, the curves and the total variation of each curve."""
+    ids = study.net_ids()
+    labels = study.net_labels(ids, option_names)
+    results = study.summarise_scores(ids, epoch_accuracies)
+    table = pd.DataFrame([{"net": net, "epoch": epoch, **values} for (net, epoch), values in results.items()])
+    for position, name in enumerate(option_names):
+        table.insert(1 + position, name, [format_value(getattr(study.options(i), name)) for i in table.net])
+    table = table[["net", *option_names, "epoch", *ACCURACY_NAMES]]
+    exp, train = study.exp, study.train
+    with atomic_path(exp.accuracy_table_path(train)) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    plots.plot_accuracy_curves(table, labels, exp.accuracy_plot_path(train),
+                               f"{exp.exp_id}: {study.set_name} accuracies per epoch")
+    variation = table.groupby("net")[list(ACCURACY_NAMES)].agg(lambda curve: np.abs(np.diff(curve)).sum())
+    plots.plot_total_variation(variation, labels, exp.total_variation_path(train),
+                               f"{exp.exp_id}: total variation of the {study.set_name} accuracy curves")
+    return table, variation
+
+
+def layer_names(state):
+    """{parameter name: layer name}: a layer's weight and bias are one layer."""
+    names = {}
+    for key in state:
+        part, *middle, index = key.split(".")
+        if part == "encoder":
+            layer = "encoder dense" if middle == ["dense"] else f"encoder conv {int(index) + 1}"
+        elif part == "cn":
+            layer = f"CN dense {int(middle[-1]) + 1}"
+        else:
+            layer = f"DNs dense {int(index) + 1}"
+        names[key] = layer
+    return names
+
+
+def weight_distances(study):
+    """`--weig`: per net, per layer, the Euclidean distance between the weights (and biases)
+    of each epoch and those of the previous epoch. {net: frame epochs x layers}."""
+    distances = {}
+    for ind_id in study.net_ids():
+        epochs = study.weight_epochs(ind_id)
+        states = [load_checkpoint(study.exp.weights_path(ind_id, epoch))["model"] for epoch in epochs]
+        names = layer_names(states[0])
+        rows = []
+        for before, after in zip(states, states[1:]):
+            squared = pd.Series({key: float(((after[key] - before[key]) ** 2).sum()) for key in names})
+            rows.append(np.sqrt(squared.groupby(names).sum()))
+        frame = pd.DataFrame(rows, index=pd.Index(epochs[1:], name="epoch"))[list(dict.fromkeys(names.values()))]
+        plots.plot_epoch_lines(frame, study.exp.weights_distance_path(ind_id),
+                               f"{study.exp.exp_id}, net {ind_id}: weight change per epoch",
+                               "distance to the previous epoch's weights (L2)", "layer", log_scale=True)
+        distances[ind_id] = frame
+    return distances
+
+
+def mlp_layer_outputs(mlp, x):
+    """Each layer's output (before its ReLU) of a StackedMLP, as in StackedMLP.forward."""
+    outputs = []
+    for layer in mlp.layers:
+        x = layer(F.relu(x) if outputs else x)
+        outputs.append(x)
+    return outputs
+
+
+def expert_layer_outputs(experts, z):
+    """Each layer's output (before its ReLU) of every DN, (N, B, K, n_out): the maths of
+    Experts.forward, layer by layer."""
+    outputs, x = [], z.unsqueeze(2)
+    for weight, bias in zip(experts.weights, experts.biases):
+        x = torch.einsum("nbki,nkio->nbko", F.relu(x) if outputs else x.expand(-1, -1, experts.n_experts, -1),
+                         weight) + bias.transpose(1, 2)
+        outputs.append(x)
+    return outputs
+
+
+@torch.no_grad()
+def hidden_activations(model, images):
+    """{layer name: activations} of every ReLU of a 1-net ClustNet on images (B, C, H, W):
+    the encoder's conv blocks and z, the CN's and the DNs' hidden layers."""
+    x = images.unsqueeze(0)
+    activations = {f"encoder conv {i + 1}": maps for i, maps in enumerate(model.encoder.feature_maps(x))}
+    z = model.encoder(x)
+    activations["encoder z"] = z
+    for i, output in enumerate(mlp_layer_outputs(model.cn, z)[:-1]):
+        activations[f"CN hidden {i + 1}"] = F.relu(output)
+    for i, output in enumerate(expert_layer_outputs(model.dn, z)[:-1]):
+        activations[f"DN hidden {i + 1}"] = F.relu(output)
+    return activations
+
+
+def batches(images, size):
+    return (images[start:start + size] for start in range(0, len(images), size))
+
+
+def zero_fractions(model, images, batch_size):
+    """{layer name: fraction of the activations that are exactly 0} over `images`."""
+    zeros, totals = {}, {}
+    for batch in batches(images, batch_size):
+        for layer, values in hidden_activations(model, batch).items():
+            zeros[layer] = zeros.get(layer, 0) + int((values == 0).sum())
+            totals[layer] = totals.get(layer, 0) + values.numel()
+    return {layer: zeros[layer] / totals[layer] for layer in zeros}
+
+
+def sparsity(study, option_names):
+    """`--spar`: the table net, epoch, layer, zero_fraction over every net and epoch, and its plot."""
+    ids = study.net_ids()
+    labels = study.net_labels(ids, option_names)
+    rows = []
+    for ind_id in ids:
+        opts = study.options(ind_id)
+        images = study.images(opts)[0]
+        for epoch in study.weight_epochs(ind_id):
+            model = load_clustnet(study.exp.weights_path(ind_id, epoch))[0]
+            rows += [{"net": ind_id, "epoch": epoch, "layer": layer, "zero_fraction": fraction}
+                     for layer, fraction in zero_fractions(model, images, opts.test_batch_size).items()]
+    table = pd.DataFrame(rows)
+    plots.plot_sparsity(table, labels, study.exp.sparsity_path(study.train),
+                        f"{study.exp.exp_id}: sparsity of the activations ({study.set_name} images)")
+    return table
+
+
+def failure_cases(study, ind_id, epoch):
+    """`--failurecases`: every image whose binary prediction is wrong at that epoch, written as
+    <index in the set>.png. Returns the indices."""
+    study.check_net(ind_id)
+    study.check_epoch(ind_id, epoch, study.scored_epochs(ind_id))
+    frame = read_scores(study.exp.scores_path(ind_id, epoch, study.train))
+    opts = study.options(ind_id)
+    data = study.dataset(opts)
+    images, labels, _ = study.images(opts)
+    if len(images) != len(frame) or not np.array_equal(labels.numpy(), frame.origTarg.to_numpy()):
+        raise ClustNetError(f"the {study.set_name} images of {opts.dataset} do not match the scores of "
+                            f"net {ind_id} ({len(images)} images, {len(frame)} scores rows)")
+    wrong = np.flatnonzero(frame[["pred_0", "pred_1"]].to_numpy().argmax(axis=1) != frame.targ.to_numpy())
+    folder = study.exp.failures_dir(ind_id, epoch, study.train)
+    pixels = (data.unnormalise(images[wrong]) * 255).round().to(torch.uint8)
+    for index, image in zip(wrong, pixels):
+        with atomic_path(folder / f"{index}.png") as tmp:
+            write_png(image, str(tmp))
+    return wrong
+
+
+def sorted_cluster_means(frame, _opts):
+    """The CN's distribution of each image sorted in decreasing order, averaged over images."""
+    return -np.sort(-score_arrays(frame)[3], axis=1).mean(axis=0)
+
+
+def cluster_distribution(study):
+    """`--cludis`: per net, (epochs, matrix epochs x K of mean sorted CN outputs), and its plot."""
+    ids = study.net_ids()
+    results = study.summarise_scores(ids, sorted_cluster_means)
+    distributions = {}
+    for ind_id in ids:
+        epochs = [epoch for net, epoch in results if net == ind_id]
+        shares = np.stack([results[ind_id, epoch] for epoch in epochs])
+        plots.plot_cumulated_bars(shares, epochs, study.exp.cludis_path(ind_id, study.train),
+                                  f"{study.exp.exp_id}, net {ind_id}: certainty of the CN "
+                                  f"({study.set_name} images)")
+        distributions[ind_id] = (epochs, shares)
+    return distributions
+
+
+@torch.no_grad()
+def expert_variances(model, images, positive, layer, batch_size):
+    """(K,) per DN: the variance over the images of each unit of its layer `layer` (after the
+    ReLU for a hidden layer, the 2 logits for the last), averaged over the units; images of
+    the positive group and of the negative group apart. {True: ..., False: ...}."""
+    outputs = []
+    for batch in batches(images, batch_size):
+        z = model.encoder(batch.unsqueeze(0))
+        output = expert_layer_outputs(model.dn, z)[layer - 1][0]
+        outputs.append(F.relu(output) if layer < len(model.dn.weights) else output)
+    outputs = torch.cat(outputs)  # (B, K, units)
+    return {group: outputs[positive == group].var(dim=0, unbiased=False).mean(dim=-1).numpy()
+            for group in (True, False)}
+
+
+def feature_map_variance(study, ind_id, layer):
+    """`--feat_map_var`: {positive group?: frame epochs x DNs} and the two plots."""
+    opts = study.options(ind_id)
+    if not 1 <= layer <= opts.denblayers:
+        raise ClustNetError(f"--feat_map_var {ind_id} {layer}: the DNs of net {ind_id} have layers "
+                            f"1..{opts.denblayers} (denblayers {opts.denblayers})")
+    images, labels, _ = study.images(opts)
+    positive = binary_targets(labels, opts.pos_classes).bool()
+    epochs = study.weight_epochs(ind_id)
+    per_epoch = [expert_variances(load_clustnet(study.exp.weights_path(ind_id, epoch))[0], images, positive,
+                                  layer, opts.test_batch_size) for epoch in epochs]
+    frames = {}
+    for group in (True, False):
+        frame = pd.DataFrame([variances[group] for variances in per_epoch], index=pd.Index(epochs, name="epoch"),
+                             columns=[f"DN {k}" for k in range(opts.clust)])
+        name = "positive" if group else "negative"
+        plots.plot_epoch_lines(frame, study.exp.feature_variance_path(ind_id, layer, group, study.train),
+                               f"{study.exp.exp_id}, net {ind_id}: variance of the DNs' layer {layer} "
+                               f"on {name} {study.set_name} images",
+                               "mean variance of the units over the images", "detecting network")
+        frames[group] = frame
+    return frames
+
+
+def load_encoder(path):
+    """The encoder of any weights file holding one (ClustNet, one-DN net, CAE: all store it
+    under `encoder.`), in eval mode, and the file's options."""
+    checkpoint = load_checkpoint(path)
+    kind = checkpoint.get("kind")
+    state = {key.removeprefix("encoder."): value for key, value in checkpoint["model"].items()
+             if key.startswith("encoder.")}
+    if kind not in KINDS or not state or "image_shape" not in checkpoint:
+        raise ClustNetError(f"{path} holds no encoder (a {kind} weights file)")
+    opts = checkpoint_options(checkpoint)
+    encoder = Encoder(1, checkpoint["image_shape"], opts.encnblayers, opts.encnbfilters, opts.enchidd_repr_size)
+    encoder.load_state_dict(state)
+    return encoder.eval(), opts
+
+
+def tsne_points(values, seed=0):
+    """2-D t-SNE of the rows of `values`."""
+    perplexity = min(30.0, (len(values) - 1) / 3)
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(values)
+
+
+@torch.no_grad()
+def tsne(study, weights, n_images):
+    """`--tsne`: t-SNE of the encoder's representations of `n_images` images drawn at random
+    (seed 0) from the set, and of their raw pixels. Returns (indices, points, raw points)."""
+    encoder, opts = load_encoder(weights)
+    images, labels, classes = study.images(opts)
+    if not 5 <= n_images <= len(images):
+        raise ClustNetError(f"--tsne N: N must be between 5 and the {len(images)} {study.set_name} images")
+    indices = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_images]
+    sample, sample_labels = images[indices], labels[indices].numpy()
+    representations = torch.cat([encoder(batch.unsqueeze(0))[0] for batch in batches(sample, opts.test_batch_size)])
+    points = tsne_points(representations.numpy())
+    raw_points = tsne_points(sample.flatten(1).numpy())
+    name = os.path.basename(weights)
+    encoded_path, raw_path = study.exp.tsne_paths(name)
+    plots.plot_embedding(points, sample_labels, classes, encoded_path,
+                         f"t-SNE of the encoder's representations ({name}, {n_images} {study.set_name} images)")
+    plots.plot_embedding(raw_points, sample_labels, classes, raw_path,
+                         f"t-SNE of the raw pixels ({n_images} {study.set_name} images)")
+    return indices.numpy(), points, raw_points
+
+
+class AnalysisParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one ClustNetError line."""
+
+    def error(self, message):
+        raise ClustNetError(message)
+
+
+def build_parser():
+    parser = AnalysisParser(description="Analyses of a finished ClustNet experiment; files go to vis/<exp_id>/.",
+                            allow_abbrev=False)
+    parser.add_argument("--exp_id", required=True, help="the experiment to analyse")
+    parser.add_argument("--train", action="store_true", help="use the train set's scores and images")
+    parser.add_argument("--acc_evol", nargs="+", metavar="OPTION",
+                        help="accuracies per epoch of every net, legend from these options' values")
+    parser.add_argument("--nets_to_remove", nargs="+", type=int, default=[], metavar="ID",
+                        help="leave these nets out of the analyses of every net")
+    parser.add_argument("--weig", action="store_true", help="per layer, weight change from epoch to epoch")
+    parser.add_argument("--spar", nargs="+", metavar="OPTION",
+                        help="fraction of zero activations per layer and epoch, legend from these options")
+    parser.add_argument("--failurecases", nargs=2, type=int, metavar=("NET", "EPOCH"),
+                        help="write the images misclassified by net NET at epoch EPOCH")
+    parser.add_argument("--cludis", action="store_true", help="mean sorted CN output per epoch, every net")
+    parser.add_argument("--feat_map_var", nargs=2, type=int, metavar=("NET", "LAYER"),
+                        help="variance of each DN's activations at layer LAYER across epochs")
+    parser.add_argument("--tsne", nargs=2, metavar=("WEIGHTS", "N"),
+                        help="t-SNE of N images' encoder representations (CAE or ClustNet file) and pixels")
+    return parser
+
+
+def main(argv):
+    """Run the requested analyses one after another, printing the files each wrote."""
+    args = build_parser().parse_args(argv)
+    asked = [args.acc_evol, args.weig, args.spar, args.failurecases, args.cludis, args.feat_map_var, args.tsne]
+    if not any(asked):
+        raise ClustNetError("nothing to do: give one or more of --acc_evol, --weig, --spar, --failurecases, "
+                            "--cludis, --feat_map_var, --tsne")
+    if args.tsne and not args.tsne[1].isdigit():
+        raise ClustNetError(f"--tsne {args.tsne[0]} {args.tsne[1]}: N must be a number of images")
+    study = Study(args.exp_id, args.train, args.nets_to_remove)
+    exp, train = study.exp, args.train
+
+    def report(*paths):
+        for path in paths:
+            print(f"wrote {path}", flush=True)
+    if args.acc_evol:
+        accuracy_evolution(study, args.acc_evol)
+        report(exp.accuracy_table_path(train), exp.accuracy_plot_path(train), exp.total_variation_path(train))
+    if args.weig:
+        report(*(exp.weights_distance_path(i) for i in weight_distances(study)))
+    if args.spar:
+        sparsity(study, args.spar)
+        report(exp.sparsity_path(train))
+    if args.failurecases:
+        wrong = failure_cases(study, *args.failurecases)
+        report(f"{len(wrong)} misclassified images in {exp.failures_dir(*args.failurecases, train)}")
+    if args.cludis:
+        report(*(exp.cludis_path(i, train) for i in cluster_distribution(study)))
+    if args.feat_map_var:
+        feature_map_variance(study, *args.feat_map_var)
+        report(*(exp.feature_variance_path(*args.feat_map_var, group, train) for group in (True, False)))
+    if args.tsne:
+        tsne(study, args.tsne[0], int(args.tsne[1]))
+        report(*exp.tsne_paths(os.path.basename(args.tsne[0])))

@@ -1,0 +1,9 @@
+"""Analyse a finished experiment: `python3 processResults.py --exp_id X --acc_evol lr [...]`."""
+
+import sys
+
+from clustnet.analyses import main
+from clustnet.errors import run_cli
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, sys.argv[1:]))
