@@ -3,7 +3,7 @@
 import sys
 
 from clustnet.errors import run_cli
-from clustnet.training import main
+from clustnet.modes import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main, sys.argv[1:]))

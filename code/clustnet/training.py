@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import layout
-from .checkpoint import save_weights
+from .baselines import build_model
+from .checkpoint import initialise, restore, resumable, save_weights
 from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .layout import CLUSTNET, Experiment
 from .metrics import accuracies, confusion_matrix
-from .model import ClustNet, needs_noise
-from .options import options_ini, parse_options
+from .model import needs_noise
+from .options import options_ini
 from .plots import plot_confusion
 
 
@@ -180,10 +181,17 @@ class TrainingRun:
     ind_ids: list
     seeds: list
     ini_texts: list
+    kind: str  # layout.CLUSTNET, DETECTNET or CAE
+    model: torch.nn.Module  # the nets, initialised (or restored) and on the device
+    optimisers: dict
+    generators: list  # each net's own random numbers
+    first_epoch: int  # 0, or the epoch after a resumed file's
 
 
-def check_against_data(opts, data):
+def check_against_data(opts, data, kind=CLUSTNET):
     """The options that only make sense once the classes are known."""
+    if kind == layout.CAE:  # no binary task, no experts
+        return
     n_classes = len(data.classes)
     missing = [c for c in opts.pos_classes if c >= n_classes]
     if missing:
@@ -193,7 +201,7 @@ def check_against_data(opts, data):
     smallest = min(n_pos, n_classes - n_pos)
     if smallest == 0:
         raise ClustNetError("--pos_classes must leave at least one class in each group")
-    if opts.clust > smallest:
+    if kind == CLUSTNET and opts.clust > smallest:
         raise ClustNetError(f"--clust {opts.clust} is larger than the number of classes in a group "
                             f"({n_pos} positive, {n_classes - n_pos} negative)")
 
@@ -203,64 +211,69 @@ def net_ini(opts, seed, ind_id):
     return options_ini(argparse.Namespace(**dict(vars(opts), seed=seed, seeds=[], ind_id=ind_id)))
 
 
-def prepare(opts):
-    """Check the options, load the data and claim the nets' ids: nothing is written before
-    every check has passed."""
+def prepare(opts, kind=CLUSTNET, resume=None):
+    """Check the options, load the data, build the nets, initialise them from the --init*
+    files or restore a resumed one (`resume`, a checkpoint.Resume), and claim the nets' ids:
+    nothing is written before every check has passed."""
     device = select_device(opts)
     opts.data_dir = str(resolve_data_dir(opts.data_dir))
     exp = Experiment(opts.exp_id)
     data = load_dataset(opts.dataset, opts.data_dir)
-    check_against_data(opts, data)
+    check_against_data(opts, data, kind)
+    seeds = opts.seeds or [opts.seed]
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     try:
-        ClustNet(1, data.image_shape, opts)
+        model = build_model(kind, len(seeds), data.image_shape, opts)
     except ValueError as error:
         raise ClustNetError(f"--encnblayers {opts.encnblayers}: {error}") from None
-    seeds = opts.seeds or [opts.seed]
-    ind_ids, ini_texts = [], []
-    for seed in seeds:
-        requested = None if opts.ind_id is None else opts.ind_id + len(ind_ids)
-        ind_id = exp.claim_ind_id(lambda i: net_ini(opts, seed, i), requested, opts.overwrite)
-        ind_ids.append(ind_id)
-        ini_texts.append(net_ini(opts, seed, ind_id))
-    return exp, TrainingRun(opts, data.to(device), ind_ids, seeds, ini_texts), device
-
-
-def train(opts):
-    """Train the nets of `opts` for opts.epochs epochs, writing every artifact each epoch."""
-    if opts.pretrain or opts.pretrain_cae or opts.init or opts.init_enc or opts.init_clu:
-        raise ClustNetError("pretraining and --init* are not available yet")
-    exp, run, device = prepare(opts)
-    data = run.data
-    generators = [torch.Generator().manual_seed(seed) for seed in run.seeds]
-    model = ClustNet(len(run.seeds), data.image_shape, opts)
     model.reset_parameters(generators)
+    if resume is None:
+        initialise(model, kind, opts, generators)
     model.to(device)
-    optimisers = make_optimisers(model, opts)
+    optimisers = make_optimisers(model, opts) if kind == CLUSTNET else {"main": make_optimiser(model.parameters(), opts)}
+    if resume is not None:
+        ind_ids, ini_texts = [opts.ind_id], [restore(resume, exp, model, optimisers, generators)]
+    else:
+        ind_ids, ini_texts = [], []
+        for seed in seeds:
+            requested = None if opts.ind_id is None else opts.ind_id + len(ind_ids)
+            ind_id = exp.claim_ind_id(lambda i: net_ini(opts, seed, i), requested, opts.overwrite, kind)
+            ind_ids.append(ind_id)
+            ini_texts.append(net_ini(opts, seed, ind_id))
+    first_epoch = 0 if resume is None else resume.epoch + 1
+    run = TrainingRun(opts, data.to(device), ind_ids, seeds, ini_texts, kind, model, optimisers, generators,
+                      first_epoch)
+    return exp, run, device
+
+
+def train(opts, resume=None):
+    """Train the nets of `opts` for opts.epochs epochs (from the epoch after `resume`'s when
+    continuing a net), writing every artifact each epoch, the weights last."""
+    exp, run, device = prepare(opts, CLUSTNET, resume)
+    data, model, optimisers, generators = run.data, run.model, run.optimisers, run.generators
     train_targets = binary_targets(data.train_y, opts.pos_classes)
     test_targets = binary_targets(data.test_y, opts.pos_classes)
     print(f"experiment {exp.exp_id}: nets {', '.join(map(str, run.ind_ids))} on {opts.dataset} "
-          f"({len(data.train_x)} train, {len(data.test_x)} test images), device {device}", flush=True)
-    for epoch in range(0, opts.epochs + 1):
-        start = time.perf_counter()
-        if epoch == 0:  # the initial nets, evaluated on both sets
-            train_scores = evaluate(model, data.train_x, train_targets, generators, opts)
-        else:
-            set_learning_rates(optimisers, opts, epoch)
-            train_scores = train_epoch(model, optimisers, data.train_x, train_targets, generators, opts, epoch)
-        test_scores = evaluate(model, data.test_x, test_targets, generators, opts)
-        seconds = time.perf_counter() - start
-        train_results = write_epoch(exp, run, train_scores, data.train_y.cpu(), True, epoch)
-        test_results = write_epoch(exp, run, test_scores, data.test_y.cpu(), False, epoch)
-        for net, ind_id in enumerate(run.ind_ids):
-            save_weights(exp.weights_path(ind_id, epoch), CLUSTNET, model, data.image_shape, optimisers,
-                         generators, net, epoch, run.ini_texts[net])
-        written = time.perf_counter() - start - seconds
-        for net, ind_id in enumerate(run.ind_ids):
-            print(f"net {ind_id} epoch {epoch}: "
-                  f"{describe('train', train_scores.loss[net], train_results[net])} | "
-                  f"{describe('test', test_scores.loss[net], test_results[net])} | "
-                  f"{seconds:.1f} s + {written:.1f} s writing", flush=True)
-
-
-def main(argv):
-    train(parse_options(argv))
+          f"({len(data.train_x)} train, {len(data.test_x)} test images), device {device}"
+          + (f", resumed from {resume.path}" if resume else ""), flush=True)
+    with resumable(exp, run.ind_ids, CLUSTNET, opts.epochs):
+        for epoch in range(run.first_epoch, opts.epochs + 1):
+            start = time.perf_counter()
+            if epoch == 0:  # the initial nets, evaluated on both sets
+                train_scores = evaluate(model, data.train_x, train_targets, generators, opts)
+            else:
+                set_learning_rates(optimisers, opts, epoch)
+                train_scores = train_epoch(model, optimisers, data.train_x, train_targets, generators, opts, epoch)
+            test_scores = evaluate(model, data.test_x, test_targets, generators, opts)
+            seconds = time.perf_counter() - start
+            train_results = write_epoch(exp, run, train_scores, data.train_y.cpu(), True, epoch)
+            test_results = write_epoch(exp, run, test_scores, data.test_y.cpu(), False, epoch)
+            for net, ind_id in enumerate(run.ind_ids):
+                save_weights(exp.weights_path(ind_id, epoch), CLUSTNET, model, data.image_shape, optimisers,
+                             generators, net, epoch, run.ini_texts[net])
+            written = time.perf_counter() - start - seconds
+            for net, ind_id in enumerate(run.ind_ids):
+                print(f"net {ind_id} epoch {epoch}: "
+                      f"{describe('train', train_scores.loss[net], train_results[net])} | "
+                      f"{describe('test', test_scores.loss[net], test_results[net])} | "
+                      f"{seconds:.1f} s + {written:.1f} s writing", flush=True)
