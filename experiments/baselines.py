@@ -1,0 +1,117 @@
+"""Baselines for the README's Results tables, on the same test set as ClustNet.
+
+- chance: the clustering accuracy of a uniformly random assignment of each image to one of
+  K DNs (the mean over 100 draws: computed, not assumed);
+- one expert: a ClustNet with a single DN, i.e. the encoder and one DN trained on the binary
+  target (its clustering is trivial: every image goes to the one DN);
+- k-means (scikit-learn, k = K) on the raw pixels of each group, fitted on the training images;
+- k-means on the encoder features z of that one-expert net, per group: "cluster the features
+  of a coarse classifier", as in hidden-stratification work (GEORGE).
+
+Usage (from the project root):
+  python3 experiments/baselines.py --dataset MNIST --data_dir ../shared/data --epochs 10
+  python3 experiments/baselines.py --dataset /tmp/cifar/CIFAR10-jpg --name cifar --epochs 10
+It trains the one-expert net as experiment `baselines_<name>` and writes
+vis/baselines_<name>/baselines.csv (method, split, binary, pos_clust, neg_clust).
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "code"))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from sklearn.cluster import KMeans  # noqa: E402
+
+from clustnet.checkpoint import load_clustnet  # noqa: E402
+from clustnet.data import load_dataset  # noqa: E402
+from clustnet.layout import Experiment, atomic_path, read_scores  # noqa: E402
+from clustnet.metrics import accuracies, clustering_accuracy  # noqa: E402
+
+
+def groups(pos_classes, n_classes):
+    return {"pos_clust": sorted(pos_classes), "neg_clust": sorted(set(range(n_classes)) - set(pos_classes))}
+
+
+def chance(test_labels, group_classes, n_clusters, draws=100, seed=0):
+    """Mean clustering accuracy of uniformly random DN choices, per group."""
+    generator = np.random.default_rng(seed)
+    result = {}
+    for name, classes in group_classes.items():
+        labels = test_labels[np.isin(test_labels, classes)]
+        scores = [clustering_accuracy(labels, generator.integers(0, n_clusters, len(labels)), classes, n_clusters)
+                  for _ in range(draws)]
+        result[name] = float(np.mean(scores))
+    return result
+
+
+def kmeans_accuracy(train_features, train_labels, test_features, test_labels, group_classes, n_clusters):
+    """k-means fitted on each group's training features, scored on its test features."""
+    result = {}
+    for name, classes in group_classes.items():
+        train_in, test_in = np.isin(train_labels, classes), np.isin(test_labels, classes)
+        kmeans = KMeans(n_clusters=n_clusters, n_init=3, random_state=0).fit(train_features[train_in])
+        result[name] = float(clustering_accuracy(test_labels[test_in], kmeans.predict(test_features[test_in]),
+                                                 classes, n_clusters))
+    return result
+
+
+@torch.no_grad()
+def encoder_features(model, images, batch_size=1000):
+    return torch.cat([model.encoder(images[i:i + batch_size].unsqueeze(0))[0]
+                      for i in range(0, len(images), batch_size)]).numpy()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="MNIST")
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--name", default="mnist", help="suffix of the experiment baselines_<name>")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--clust", type=int, default=5)
+    args = parser.parse_args()
+
+    exp = Experiment(f"baselines_{args.name}")
+    data = load_dataset(args.dataset, args.data_dir)
+    pos_classes = list(range(len(data.classes) // 2))
+    group_classes = groups(pos_classes, len(data.classes))
+    train_labels, test_labels = data.train_y.numpy(), data.test_y.numpy()
+    rows = [{"method": "chance (uniform random DN)", **chance(test_labels, group_classes, args.clust)}]
+
+    flat = lambda images: images.flatten(1).numpy()
+    rows.append({"method": "k-means, raw pixels",
+                 **kmeans_accuracy(flat(data.train_x), train_labels, flat(data.test_x), test_labels,
+                                   group_classes, args.clust)})
+
+    if not exp.net_ids():
+        subprocess.run([sys.executable, str(ROOT / "code" / "trainVal.py"), "-c", "clust.config",
+                        "--exp_id", exp.exp_id, "--dataset", args.dataset, "--clust", "1",
+                        "--epochs", str(args.epochs), "--progress", "False"]
+                       + (["--data_dir", args.data_dir] if args.data_dir else []), check=True)
+    net = exp.net_ids()[0]
+    epoch = exp.epochs(net)[-1]
+    scores = read_scores(exp.scores_path(net, epoch))
+    one_expert = accuracies(scores.origTarg, scores.targ, scores[["pred_0", "pred_1"]].values,
+                            scores[["clust_0"]].values, pos_classes, range(len(data.classes)))
+    rows.append({"method": f"one expert (ClustNet --clust 1, {epoch} epochs)", **one_expert})
+
+    model, _ = load_clustnet(exp.weights_path(net, epoch))
+    rows.append({"method": "k-means, features of the one-expert net",
+                 **kmeans_accuracy(encoder_features(model, data.train_x), train_labels,
+                                   encoder_features(model, data.test_x), test_labels, group_classes, args.clust)})
+
+    table = pd.DataFrame(rows, columns=["method", "binary", "pos_clust", "neg_clust"])
+    out = exp.vis_dir / "baselines.csv"
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    print(table.to_string(index=False))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
