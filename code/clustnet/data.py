@@ -4,6 +4,8 @@ Training batches are taken by indexing these tensors, so no per-sample Python ru
 training loop. Images are normalised per channel with the training set's statistics.
 """
 
+import shutil
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +84,8 @@ def load_torchvision(name, root):
             try:
                 dataset = dataset_class(root=str(root), train=train, download=False)
             except RuntimeError:  # not there yet: try the network
-                dataset = dataset_class(root=str(root), train=train, download=True)
+                dataset = download_or_leave_nothing(lambda: dataset_class(root=str(root), train=train,
+                                                                          download=True), root)
         except Exception as error:  # torchvision raises many kinds when offline or corrupt
             raise ClustNetError(f"{name} is not in {root} and could not be downloaded "
                                 f"({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
@@ -91,6 +94,31 @@ def load_torchvision(name, root):
         images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
         splits += [images.contiguous(), torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)]
     return (*splits, list(dataset.classes))
+
+
+DOWNLOAD_TIMEOUT_S = 30  # a network that drops packets fails in seconds, not hours
+
+
+def download_or_leave_nothing(download, root):
+    """Run `download()`; if it fails, remove what it created under `root` (folders, partial
+    files) before re-raising, so that a failed download leaves the disk as it was."""
+    highest_missing = None
+    for folder in (root, *root.parents):
+        if folder.exists():
+            break
+        highest_missing = folder
+    before = set(root.iterdir()) if highest_missing is None else set()
+    timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return download()
+    except BaseException:
+        created = [highest_missing] if highest_missing is not None else set(root.iterdir()) - before
+        for path in created:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        raise
+    finally:
+        socket.setdefaulttimeout(timeout)
 
 
 def load_image_folder(root):
