@@ -48,17 +48,26 @@ def write_idx(path, array):
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-@pytest.fixture
-def mnist_dir(tmp_path):
-    """A torchvision-layout MNIST (MNIST/raw/*-ubyte) with 20 train and 8 test images a class."""
-    root = tmp_path / "mnist_data"
+def write_mnist(root):
+    """A torchvision-layout MNIST (MNIST/raw/*-ubyte) under `root` with 20 train and 8 test
+    images a class; returns {'train'|'test': (uint8 images (n, 28, 28), labels)} as written."""
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for prefix, n, seed in (("train", 20, 0), ("t10k", 8, 1)):
+    written = {}
+    for split, prefix, n, seed in (("train", "train", 20, 0), ("test", "t10k", 8, 1)):
         images, labels = class_images(n, seed=seed)
         order = np.random.default_rng(seed).permutation(len(labels))
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images[order, 0])
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels[order])
+        written[split] = images[order, 0], labels[order]
+    return written
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    """A generated MNIST (see write_mnist) in a temporary folder."""
+    root = tmp_path / "mnist_data"
+    write_mnist(root)
     return root
 
 

@@ -176,11 +176,22 @@ def write_scores(path, orig_targets, bin_targets, log_probs, cluster_probs):
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def ends_with_newline(path):
+    """Whether a non-empty file's last byte is a newline, as in every CSV that pandas writes."""
+    with open(path, "rb") as file:
+        if file.seek(0, os.SEEK_END) == 0:
+            return False
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
+
+
 def read_scores(path):
     """Read a scores CSV written by `write_scores`, checking its header and that it is whole."""
     path = Path(path)
     if not path.is_file():
         raise ClustNetError(f"no scores file {path}")
+    if not ends_with_newline(path):
+        raise ClustNetError(f"scores file {path} is truncated: its last line is cut")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:

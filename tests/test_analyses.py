@@ -1,0 +1,244 @@
+"""processResults.py on a tiny trained experiment: every analysis's files and numbers,
+recomputed here from the scores CSVs, the weights files and the data; and the errors."""
+
+import os
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.image import imread
+from PIL import Image
+
+from conftest import REPO, TINY, run_cli, write_mnist
+from clustnet import analyses
+from clustnet.checkpoint import load_checkpoint, load_clustnet
+from clustnet.data import load_dataset
+from clustnet.errors import run_cli as run_in_process
+from clustnet.layout import Experiment, score_columns
+from clustnet.metrics import accuracies
+
+EXP = "tiny"
+N_CLUSTERS = 5
+ACCURACY = r"binary (\S+)% pos (\S+)% neg (\S+)%"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two nets (seeds 1 and 2, trained together) x 2 epochs on a generated MNIST, with two
+    DN layers so that the DNs have a hidden layer. Shared by the tests of this module."""
+    base = tmp_path_factory.mktemp("analyses")
+    mnist = write_mnist(base / "mnist")
+    root = base / "out"
+    root.mkdir()
+    result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", EXP, "--epochs", "2",
+                     "--data_dir", base / "mnist", "--batch_size", "8", "--lr", "0.05", "--seeds", "1", "2",
+                     "--denblayers", "2", *TINY, env={**os.environ, "CLUSTNET_ROOT": str(root)})
+    assert result.returncode == 0, result.stderr
+    return {"root": root, "mnist": mnist, "data_dir": base / "mnist", "stdout": result.stdout}
+
+
+@pytest.fixture
+def experiment(trained, monkeypatch):
+    """The trained experiment as the current output root."""
+    monkeypatch.setenv("CLUSTNET_ROOT", str(trained["root"]))
+    return Experiment(EXP, root=trained["root"])
+
+
+def printed(stdout, net, epoch, train):
+    """The three accuracies (%) trainVal.py printed for a net, an epoch and a set."""
+    line = re.search(rf"net {net} epoch {epoch}: train loss \S+ {ACCURACY} \| test loss \S+ {ACCURACY}", stdout)
+    values = [float(v) for v in line.groups()]
+    return values[:3] if train else values[3:]
+
+
+def scores(exp, net, epoch, train=False):
+    frame = pd.read_csv(exp.scores_path(net, epoch, train))
+    assert list(frame.columns) == score_columns(N_CLUSTERS)
+    return frame
+
+
+def clusters(frame):
+    return frame[[f"clust_{k}" for k in range(N_CLUSTERS)]].to_numpy()
+
+
+def is_png(path):
+    return imread(path).ndim == 3
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_acc_evol_table_equals_the_printed_and_recomputed_accuracies(experiment, trained, train):
+    table, variation = analyses.accuracy_evolution(analyses.Study(EXP, train), ["seed", "lr"])
+    written = pd.read_csv(experiment.accuracy_table_path(train))
+    assert experiment.accuracy_table_path(train).name == f"{EXP}_{'train' if train else 'test'}Error.csv"
+    assert list(written.columns) == ["net", "seed", "lr", "epoch", "binary", "pos_clust", "neg_clust"]
+    assert list(zip(written.net, written.epoch)) == [(net, epoch) for net in (1, 2) for epoch in range(3)]
+    assert list(written.seed) == [1, 1, 1, 2, 2, 2] and set(written.lr) == {0.05}
+    for row in written.itertuples():
+        frame = scores(experiment, row.net, row.epoch, train)
+        expected = accuracies(frame.origTarg, frame.targ, frame[["pred_0", "pred_1"]].to_numpy(), clusters(frame),
+                              range(5), range(10))
+        assert [row.binary, row.pos_clust, row.neg_clust] == pytest.approx(
+            [expected["binary"], expected["pos_clust"], expected["neg_clust"]], abs=1e-6)
+        assert [round(100 * v, 2) for v in (row.binary, row.pos_clust, row.neg_clust)] == \
+            printed(trained["stdout"], row.net, row.epoch, train)
+    # The nets learnt something, so the curves and their total variation are not flat.
+    curve = written[written.net == 1].binary.to_numpy()
+    assert variation.loc[1, "binary"] == pytest.approx(np.abs(np.diff(curve)).sum()) and curve.max() > curve.min()
+    assert is_png(experiment.accuracy_plot_path(train)) and is_png(experiment.total_variation_path(train))
+
+
+def test_nets_to_remove_leaves_nets_out(experiment):
+    table, _ = analyses.accuracy_evolution(analyses.Study(EXP, removed=[2]), ["seed"])
+    assert set(table.net) == {1} and set(pd.read_csv(experiment.accuracy_table_path()).net) == {1}
+
+
+def test_weig_is_the_distance_between_consecutive_weights(experiment):
+    distances = analyses.weight_distances(analyses.Study(EXP))
+    assert sorted(distances) == [1, 2]
+    frame = distances[2]
+    assert list(frame.index) == [1, 2]
+    assert list(frame.columns) == ["encoder conv 1", "encoder conv 2", "encoder dense", "CN dense 1",
+                                   "CN dense 2", "DNs dense 1", "DNs dense 2"]
+    before, after = (load_checkpoint(experiment.weights_path(2, epoch))["model"] for epoch in (1, 2))
+    expected = torch.sqrt(sum(((after[key] - before[key]) ** 2).sum()
+                              for key in ("encoder.conv_weights.0", "encoder.conv_biases.0")))
+    assert frame.loc[2, "encoder conv 1"] == pytest.approx(float(expected), rel=1e-5)
+    assert (frame > 0).all().all()
+    assert is_png(experiment.weights_distance_path(1)) and is_png(experiment.weights_distance_path(2))
+
+
+def test_layer_outputs_are_those_of_the_model(experiment, trained):
+    model, _ = load_clustnet(experiment.weights_path(1, 2))
+    images = load_dataset("MNIST", trained["data_dir"]).test_x[:16].unsqueeze(0)
+    with torch.no_grad():
+        z = model.encoder(images)
+        assert torch.allclose(analyses.expert_layer_outputs(model.dn, z)[-1], model.dn(z), atol=1e-5)
+        assert torch.allclose(analyses.mlp_layer_outputs(model.cn, z)[-1], model.cn(z), atol=1e-5)
+
+
+def test_spar_counts_the_zero_activations(experiment, trained):
+    table = analyses.sparsity(analyses.Study(EXP), ["seed"])
+    assert set(table.net) == {1, 2} and set(table.epoch) == {0, 1, 2}
+    assert set(table.layer) == {"encoder conv 1", "encoder conv 2", "encoder z", "CN hidden 1", "DN hidden 1"}
+    assert table.zero_fraction.between(0, 1).all()
+    model, _ = load_clustnet(experiment.weights_path(2, 1))
+    with torch.no_grad():
+        z = model.encoder(load_dataset("MNIST", trained["data_dir"]).test_x.unsqueeze(0))
+    row = table[(table.net == 2) & (table.epoch == 1) & (table.layer == "encoder z")]
+    assert row.zero_fraction.item() == pytest.approx((z == 0).float().mean().item())
+    assert is_png(experiment.sparsity_path())
+
+
+def test_failurecases_writes_exactly_the_misclassified_images(experiment, trained):
+    wrong = analyses.failure_cases(analyses.Study(EXP), 2, 1)
+    frame = scores(experiment, 2, 1)
+    expected = np.flatnonzero(frame[["pred_0", "pred_1"]].to_numpy().argmax(axis=1) != frame.targ.to_numpy())
+    assert 0 < len(expected) < len(frame) and list(wrong) == list(expected)
+    folder = experiment.failures_dir(2, 1)
+    assert folder == experiment.vis_dir / "net2" / "epoch1"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{i}.png" for i in expected)
+    pixels, _ = trained["mnist"]["test"]
+    for index in expected[:5]:
+        assert np.array_equal(np.asarray(Image.open(folder / f"{index}.png")), pixels[index])
+
+
+def test_cludis_is_the_mean_sorted_cn_output(experiment):
+    distributions = analyses.cluster_distribution(analyses.Study(EXP, train=True))
+    epochs, shares = distributions[1]
+    assert epochs == [0, 1, 2] and shares.shape == (3, N_CLUSTERS)
+    assert (np.diff(shares, axis=1) <= 0).all() and np.allclose(shares.sum(axis=1), 1, atol=1e-4)
+    probabilities = clusters(scores(experiment, 1, 2, train=True))
+    assert np.allclose(shares[2], np.sort(probabilities, axis=1)[:, ::-1].mean(axis=0))
+    assert is_png(experiment.cludis_path(1, train=True)) and is_png(experiment.cludis_path(2, train=True))
+
+
+def test_feat_map_var_is_the_variance_of_each_dn(experiment, trained):
+    study = analyses.Study(EXP)
+    hidden = analyses.feature_map_variance(study, 1, 1)
+    frames = analyses.feature_map_variance(study, 1, 2)
+    for group in (True, False):
+        assert list(frames[group].index) == [0, 1, 2] and list(frames[group].columns) == [f"DN {k}" for k in range(5)]
+        assert (hidden[group] >= 0).all().all() and not hidden[group].equals(frames[group])
+        assert is_png(experiment.feature_variance_path(1, 2, group))
+    # The last DN layer gives the 2 logits: recompute DN 3's variance over the negative images.
+    data = load_dataset("MNIST", trained["data_dir"])
+    model, _ = load_clustnet(experiment.weights_path(1, 2))
+    with torch.no_grad():
+        logits = model.dn(model.encoder(data.test_x.unsqueeze(0)))[0]  # (B, K, 2)
+    negative = data.test_y >= 5
+    expected = logits[negative, 3].var(dim=0, unbiased=False).mean()
+    assert frames[False].loc[2, "DN 3"] == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_tsne_on_a_clustnet_and_on_a_cae_weights_file(experiment, tmp_path):
+    weights = experiment.weights_path(1, 2)
+    indices, points, raw_points = analyses.tsne(analyses.Study(EXP), str(weights), 30)
+    assert len(set(indices.tolist())) == 30 and points.shape == (30, 2) and raw_points.shape == (30, 2)
+    encoded, raw = experiment.tsne_paths("clustDetectNet1_epoch2")
+    assert is_png(encoded) and is_png(raw)
+    # A CAE file holds the same encoder beside a decoder: the t-SNE reads its encoder.
+    checkpoint = load_checkpoint(weights)
+    checkpoint["kind"] = "cae"
+    checkpoint["model"] = {key: value for key, value in checkpoint["model"].items() if key.startswith("encoder.")}
+    checkpoint["model"]["decoder.weight"] = torch.zeros(3)
+    cae = tmp_path / "cae1_epoch2"
+    torch.save(checkpoint, cae)
+    cae_encoder, _ = analyses.load_encoder(cae)
+    clustnet, _ = load_clustnet(weights)
+    images = torch.randn(1, 4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(cae_encoder(images), clustnet.encoder(images))
+
+
+def error_line(capsys, *argv):
+    """Run processResults's main in this process: exit status 2 and the one stderr line."""
+    assert run_in_process(analyses.main, ["--exp_id", EXP, *argv]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--failurecases", "9", "1"], "has no net 9"),
+    (["--failurecases", "1", "7"], "has no epoch 7"),
+    (["--acc_evol", "lrr"], "did you mean lr"),
+    (["--feat_map_var", "1", "3"], "have layers 1..2"),
+    (["--nets_to_remove", "5", "--cludis"], "--nets_to_remove 5"),
+    (["--tsne", "missing_file", "10"], "no weights file"),
+    (["--tsne", "x", "many"], "N must be a number"),
+    (["--weig", "--bogus"], "unrecognized arguments"),
+    ([], "nothing to do"),
+])
+def test_bad_requests_are_one_error_line(experiment, capsys, argv, message):
+    assert message in error_line(capsys, *argv)
+
+
+def test_a_missing_experiment_is_one_error_line(output_root, capsys):
+    assert "no experiment 'tiny'" in error_line(capsys, "--cludis")
+
+
+def test_a_truncated_csv_is_one_error_line_and_writes_nothing(trained, output_root, capsys):
+    shutil.copytree(trained["root"] / "nets", output_root / "nets")
+    shutil.copytree(trained["root"] / "results", output_root / "results")
+    exp = Experiment(EXP, root=output_root)
+    path = exp.scores_path(2, 1)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:40]) + lines[40][:7])  # cut inside a line
+    assert f"scores file {path} is truncated" in error_line(capsys, "--acc_evol", "seed")
+    path.write_text("".join(lines[:40]))  # cut between lines
+    assert f"scores file {path} is truncated: 39 rows, 80 in other epochs" in error_line(capsys, "--cludis")
+    assert not exp.accuracy_table_path().exists() and not exp.accuracy_plot_path().exists()
+
+
+def test_the_script_runs_from_the_root_one_analysis_after_another(trained):
+    """From the repository root: --weig runs and writes, then --failurecases of an epoch
+    that does not exist stops with one error line and status 2."""
+    env = {**os.environ, "CLUSTNET_ROOT": str(trained["root"])}
+    result = run_cli("processResults.py", "--exp_id", EXP, "--weig", "--nets_to_remove", "2",
+                     "--failurecases", "1", "4", cwd=REPO, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == ["error: net 1 of experiment 'tiny' has no epoch 4 (epochs 0..2)"]
+    assert "net1_weightsDistances.png" in result.stdout and "net2_weightsDistances.png" not in result.stdout
