@@ -215,7 +215,7 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_epoch(mnist_dir,
 
 def test_same_options_and_seed_give_identical_files_on_the_cpu(mnist_dir, output_root):
     for exp_id, seed in (("a", 5), ("b", 5), ("c", 6)):
-        main(tiny_args(mnist_dir, exp_id, 1, "--seed", seed))
+        main(tiny_args(mnist_dir, exp_id, 1, "--seed", seed, "--no_cuda", "True"))
     a, b, c = (Experiment(exp_id) for exp_id in "abc")
     for epoch in (0, 1):
         for train_set in (False, True):
