@@ -56,11 +56,13 @@ def net_colour(position):
     return plt.get_cmap("tab10")(position % 10)
 
 
-def style_legend(axis, handles):
-    """The legend of the accuracies (line styles or hatches), outside the plot, lower right,
-    kept beside the nets' legend."""
-    axis.add_artist(axis.legend(handles=handles, loc="lower left", bbox_to_anchor=(1.01, 0), fontsize=8,
-                                title="accuracy"))
+def nets_and_accuracies_legend(axis, accuracy_handles):
+    """One legend outside the plot: the nets (colour), then the accuracies (style). One
+    legend, because bbox_inches="tight" leaves out a second one added with add_artist."""
+    net_handles, _ = axis.get_legend_handles_labels()
+    heading = plt.Line2D([], [], linestyle="none", label="accuracy:")
+    axis.legend(handles=net_handles + [heading] + accuracy_handles, loc="upper left", bbox_to_anchor=(1.01, 1),
+                fontsize=8, title="net (colour)")
 
 
 def epoch_axis(axis):
@@ -77,9 +79,8 @@ def plot_accuracy_curves(table, net_labels, path, title):
         for name, (style, _) in ACCURACY_STYLES.items():
             axis.plot(rows.epoch, 100 * rows[name], linestyle=style, color=net_colour(position), marker=".",
                       label=label if name == "pos_clust" else None)
-    style_legend(axis, [plt.Line2D([], [], color="black", linestyle=style, label=text)
-                        for style, text in ACCURACY_STYLES.values()])
-    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="net")
+    nets_and_accuracies_legend(axis, [plt.Line2D([], [], color="black", linestyle=style, label=text)
+                                      for style, text in ACCURACY_STYLES.values()])
     epoch_axis(axis)
     axis.set_ylabel("accuracy (%)")
     axis.set_ylim(0, 100)
@@ -95,9 +96,10 @@ def plot_total_variation(variation, net_labels, path, title):
     for position, (net, label) in enumerate(net_labels.items()):
         for offset, name in enumerate(ACCURACY_STYLES):
             axis.bar(position + (offset - 1) * width, 100 * variation.loc[net, name], width,
-                     color=net_colour(position), hatch=ACCURACY_HATCHES[name], edgecolor="black")
-    style_legend(axis, [Patch(facecolor="white", edgecolor="black", hatch=ACCURACY_HATCHES[name], label=text)
-                        for name, (_, text) in ACCURACY_STYLES.items()])
+                     color=net_colour(position), hatch=ACCURACY_HATCHES[name], edgecolor="black",
+                     label=label if offset == 1 else None)
+    nets_and_accuracies_legend(axis, [Patch(facecolor="white", edgecolor="black", hatch=ACCURACY_HATCHES[name],
+                                            label=text) for name, (_, text) in ACCURACY_STYLES.items()])
     axis.set_xticks(range(len(net_labels)), list(net_labels.values()), rotation=20, ha="right", fontsize=8)
     axis.set_ylabel("total variation: sum over epochs of |change| (points)")
     axis.set_title(title)
