@@ -2,8 +2,9 @@
 
 - chance: the clustering accuracy of a uniformly random assignment of each image to one of
   K DNs (the mean over 100 draws: computed, not assumed);
-- one expert: a ClustNet with a single DN, i.e. the encoder and one DN trained on the binary
-  target (its clustering is trivial: every image goes to the one DN);
+- one expert (`--pretrain True`): the encoder and a single DN trained on the binary target,
+  the same training as ClustNet's otherwise (its clustering is trivial: every image goes to
+  the one DN, which scores the share of the largest class);
 - k-means (scikit-learn, k = K) on the raw pixels of each group, fitted on the training images;
 - k-means on the encoder features z of that one-expert net, per group: "cluster the features
   of a coarse classifier", as in hidden-stratification work (GEORGE).
@@ -27,10 +28,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
-from clustnet.checkpoint import load_clustnet  # noqa: E402
+from clustnet.checkpoint import load_encoder  # noqa: E402
 from clustnet.data import load_dataset  # noqa: E402
-from clustnet.layout import Experiment, atomic_path, read_scores  # noqa: E402
+from clustnet.layout import DETECTNET, Experiment, atomic_path, read_scores  # noqa: E402
 from clustnet.metrics import accuracies, clustering_accuracy  # noqa: E402
 
 
@@ -55,15 +57,16 @@ def kmeans_accuracy(train_features, train_labels, test_features, test_labels, gr
     result = {}
     for name, classes in group_classes.items():
         train_in, test_in = np.isin(train_labels, classes), np.isin(test_labels, classes)
-        kmeans = KMeans(n_clusters=n_clusters, n_init=3, random_state=0).fit(train_features[train_in])
+        with threadpool_limits(1, user_api="openmp"):  # scikit-learn's OpenMP fights PyTorch's
+            kmeans = KMeans(n_clusters=n_clusters, n_init=3, random_state=0).fit(train_features[train_in])
         result[name] = float(clustering_accuracy(test_labels[test_in], kmeans.predict(test_features[test_in]),
                                                  classes, n_clusters))
     return result
 
 
 @torch.no_grad()
-def encoder_features(model, images, batch_size=1000):
-    return torch.cat([model.encoder(images[i:i + batch_size].unsqueeze(0))[0]
+def encoder_features(encoder, images, batch_size=1000):
+    return torch.cat([encoder(images[i:i + batch_size].unsqueeze(0))[0]
                       for i in range(0, len(images), batch_size)]).numpy()
 
 
@@ -88,22 +91,22 @@ def main():
                  **kmeans_accuracy(flat(data.train_x), train_labels, flat(data.test_x), test_labels,
                                    group_classes, args.clust)})
 
-    if not exp.net_ids():
+    if not exp.net_ids(DETECTNET):
         subprocess.run([sys.executable, str(ROOT / "code" / "trainVal.py"), "-c", "clust.config",
-                        "--exp_id", exp.exp_id, "--dataset", args.dataset, "--clust", "1",
+                        "--exp_id", exp.exp_id, "--dataset", args.dataset, "--pretrain", "True",
                         "--epochs", str(args.epochs), "--progress", "False"]
                        + (["--data_dir", args.data_dir] if args.data_dir else []), check=True)
-    net = exp.net_ids()[0]
-    epoch = exp.epochs(net)[-1]
-    scores = read_scores(exp.scores_path(net, epoch))
+    net = exp.net_ids(DETECTNET)[0]
+    epoch = exp.epochs(net, DETECTNET)[-1]
+    scores = read_scores(exp.scores_path(net, epoch, kind=DETECTNET))
     one_expert = accuracies(scores.origTarg, scores.targ, scores[["pred_0", "pred_1"]].values,
-                            scores[["clust_0"]].values, pos_classes, range(len(data.classes)))
-    rows.append({"method": f"one expert (ClustNet --clust 1, {epoch} epochs)", **one_expert})
+                            np.ones((len(scores), 1)), pos_classes, range(len(data.classes)))
+    rows.append({"method": f"one expert (--pretrain True, {epoch} epochs)", **one_expert})
 
-    model, _ = load_clustnet(exp.weights_path(net, epoch))
-    rows.append({"method": "k-means, features of the one-expert net",
-                 **kmeans_accuracy(encoder_features(model, data.train_x), train_labels,
-                                   encoder_features(model, data.test_x), test_labels, group_classes, args.clust)})
+    encoder, _ = load_encoder(exp.weights_path(net, epoch, DETECTNET))
+    rows.append({"method": "k-means, encoder features of the one-expert net",
+                 **kmeans_accuracy(encoder_features(encoder, data.train_x), train_labels,
+                                   encoder_features(encoder, data.test_x), test_labels, group_classes, args.clust)})
 
     table = pd.DataFrame(rows, columns=["method", "binary", "pos_clust", "neg_clust"])
     out = exp.vis_dir / "baselines.csv"

@@ -1,7 +1,6 @@
 """Shared fixtures: generated datasets (MNIST IDX files, image folders) and an isolated
 output root, so no test writes into the project's nets/, results/ or vis/."""
 
-import gzip
 import struct
 import subprocess
 import sys

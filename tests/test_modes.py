@@ -9,7 +9,7 @@ from conftest import TINY
 from clustnet.analyses import load_encoder
 from clustnet.checkpoint import load_checkpoint
 from clustnet.errors import ClustNetError
-from clustnet.layout import CAE, DETECTNET, SCORE_COLUMNS, Experiment, score_columns
+from clustnet.layout import CAE, DETECTNET, SCORE_COLUMNS, Experiment
 from clustnet.modes import main
 
 

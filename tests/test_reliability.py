@@ -1,7 +1,6 @@
 """Reliability: parallel runs in one experiment, Ctrl-C and SIGKILL then resume, bad input
 (one line, non-zero exit, nothing written), numerical faults, determinism."""
 
-import os
 import re
 import signal
 import subprocess

@@ -19,12 +19,11 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 from . import plots
-from .checkpoint import checkpoint_options, load_checkpoint, load_clustnet
+from .checkpoint import load_checkpoint, load_clustnet, load_encoder
 from .data import binary_targets, load_dataset
 from .errors import ClustNetError
-from .layout import KINDS, Experiment, atomic_path, read_scores
+from .layout import Experiment, atomic_path, read_scores
 from .metrics import accuracies
-from .model import Encoder
 from .options import OPTIONS_BY_NAME, format_value, parse_options, unknown_option_message
 
 ACCURACY_NAMES = ("binary", "pos_clust", "neg_clust")
@@ -356,21 +355,6 @@ def feature_map_variance(study, ind_id, layer):
                                "mean variance of the units over the images", "detecting network")
         frames[group] = frame
     return frames
-
-
-def load_encoder(path):
-    """The encoder of any weights file holding one (ClustNet, one-DN net, CAE: all store it
-    under `encoder.`), in eval mode, and the file's options."""
-    checkpoint = load_checkpoint(path)
-    kind = checkpoint.get("kind")
-    state = {key.removeprefix("encoder."): value for key, value in checkpoint["model"].items()
-             if key.startswith("encoder.")}
-    if kind not in KINDS or not state or "image_shape" not in checkpoint:
-        raise ClustNetError(f"{path} holds no encoder (a {kind} weights file)")
-    opts = checkpoint_options(checkpoint)
-    encoder = Encoder(1, checkpoint["image_shape"], opts.encnblayers, opts.encnbfilters, opts.enchidd_repr_size)
-    encoder.load_state_dict(state)
-    return encoder.eval(), opts
 
 
 def tsne_points(values, seed=0):

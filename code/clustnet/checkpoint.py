@@ -9,7 +9,7 @@ import torch
 from . import layout
 from .baselines import build_model
 from .errors import ClustNetError
-from .model import net_state
+from .model import Encoder, net_state
 from .options import OPTIONS, format_value, options_ini, parse_value
 
 
@@ -67,6 +67,21 @@ def load_checkpoint_of(path, kinds, purpose):
         raise ClustNetError(f"{path} holds a {checkpoint.get('kind')} net; {purpose} needs a "
                             f"{' or '.join(kinds)} weights file")
     return checkpoint
+
+
+def load_encoder(path):
+    """The encoder of any weights file holding one (ClustNet, one-DN net, CAE: all store it
+    under `encoder.`), in eval mode, and the file's options."""
+    checkpoint = load_checkpoint(path)
+    kind = checkpoint.get("kind")
+    state = {key.removeprefix("encoder."): value for key, value in checkpoint["model"].items()
+             if key.startswith("encoder.")}
+    if kind not in layout.KINDS or not state or "image_shape" not in checkpoint:
+        raise ClustNetError(f"{path} holds no encoder (a {kind} weights file)")
+    opts = checkpoint_options(checkpoint)
+    encoder = Encoder(1, checkpoint["image_shape"], opts.encnblayers, opts.encnbfilters, opts.enchidd_repr_size)
+    encoder.load_state_dict(state)
+    return encoder.eval(), opts
 
 
 def load_clustnet(path):
