@@ -1,0 +1,48 @@
+"""Speed of ClustNet training: `python3 code/benchmark.py [--data_dir D] [--csv PATH]`.
+
+Prints a table: for each batch size, training and evaluation images per second on
+MNIST-shaped random data, the seconds one full epoch's artifacts take to write, and with
+--data_dir a real trainVal.py MNIST epoch (seconds, peak memory, test accuracy); one more
+row for several seeds trained together."""
+
+import argparse
+import platform
+import sys
+
+import torch
+
+from clustnet.benchmarking import benchmark
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[4, 16, 64, 256])
+    parser.add_argument("--steps", type=int, default=400, help="timed training steps per batch size")
+    parser.add_argument("--seeds", type=int, default=8, help="nets trained together in the seeds row")
+    parser.add_argument("--data_dir", help="MNIST's folder: also time real trainVal.py epochs on it")
+    parser.add_argument("--real_batch_sizes", type=int, nargs="+", default=[4, 64],
+                        help="batch sizes of the real epochs")
+    parser.add_argument("--num_threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    parser.add_argument("--no_cuda", action="store_true", help="run on the CPU even with a GPU")
+    parser.add_argument("--csv", help="also write the table to this CSV file")
+    return parser.parse_args(argv)
+
+
+def main(argv):
+    args = parse_arguments(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
+    extra = ["--num_threads", str(args.num_threads)] + (["--no_cuda", "True"] if args.no_cuda else [])
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"device {device} ({machine}), torch {torch.__version__}", flush=True)
+    table = benchmark(args.batch_sizes, args.steps, args.seeds, args.data_dir, args.real_batch_sizes,
+                      device, extra, report=lambda line: print(line, flush=True))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,162 @@
+"""Speed measurements of the training code (benchmark.py): training and evaluation images per
+second on MNIST-shaped random data, the time to write one epoch's artifacts, several seeds at
+once, and real trainVal.py epochs on MNIST with their peak memory."""
+
+import contextlib
+import io
+import os
+import re
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from types import SimpleNamespace
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import save_weights
+from .layout import CLUSTNET, PROJECT_ROOT, Experiment
+from .model import ClustNet
+from .options import parse_options
+from .training import Scores, evaluate, make_optimisers, train_epoch, write_epoch
+
+IMAGE_SHAPE = (1, 28, 28)
+MNIST_SIZES = (60000, 10000)  # train, test images: what one epoch's artifacts cover
+WARMUP_STEPS = 20
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function, device):
+    """(seconds, result) of function(), the device's queued work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = function()
+    synchronize(device)
+    return time.perf_counter() - start, result
+
+
+def default_options(batch_size, extra=()):
+    """clust.config's architecture and optimiser, no progress bar."""
+    return parse_options(["-c", str(PROJECT_ROOT / "clust.config"), "--batch_size", str(batch_size),
+                          "--progress", "False", *extra])
+
+
+def build(n_nets, opts, device):
+    generators = [torch.Generator().manual_seed(seed) for seed in range(1, n_nets + 1)]
+    model = ClustNet(n_nets, IMAGE_SHAPE, opts)
+    model.reset_parameters(generators)
+    model.to(device)
+    return model, make_optimisers(model, opts), generators
+
+
+def random_images(n_images, device, seed=0):
+    """MNIST-shaped normalised images and binary targets, on the device."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(n_images, *IMAGE_SHAPE, generator=generator)
+    return images.to(device), torch.randint(0, 2, (n_images,), generator=generator).to(device)
+
+
+def train_speed(batch_size, n_nets, steps, device):
+    """Training images per second (all nets together) over `steps` steps after a warm-up."""
+    opts = default_options(batch_size)
+    model, optimisers, generators = build(n_nets, opts, device)
+    images, targets = random_images(steps * batch_size, device)
+    warmup = WARMUP_STEPS * batch_size
+    train_epoch(model, optimisers, images[:warmup], targets[:warmup], generators, opts, 1)
+    seconds, _ = timed(lambda: train_epoch(model, optimisers, images, targets, generators, opts, 1), device)
+    return n_nets * len(images) / seconds
+
+
+def eval_speed(n_nets, device, n_images=MNIST_SIZES[1]):
+    """Evaluation images per second (all nets) on a test-set-sized batch of images."""
+    opts = default_options(4)
+    model, _, generators = build(n_nets, opts, device)
+    images, targets = random_images(n_images, device)
+    evaluate(model, images[:opts.test_batch_size], targets[:opts.test_batch_size], generators, opts)
+    seconds, _ = timed(lambda: evaluate(model, images, targets, generators, opts), device)
+    return n_nets * n_images / seconds
+
+
+def random_scores(n_images, n_clusters, generator):
+    return Scores(F.log_softmax(torch.randn(1, n_images, 2, generator=generator), dim=-1),
+                  F.softmax(torch.randn(1, n_images, n_clusters, generator=generator), dim=-1), torch.zeros(1))
+
+
+def write_seconds(device):
+    """Seconds to write one net's artifacts of a full MNIST epoch, as train() writes them: both
+    scores CSVs (60,000 and 10,000 rows), the two confusion PNGs and the weights file."""
+    opts = default_options(4)
+    model, optimisers, generators = build(1, opts, device)
+    generator = torch.Generator().manual_seed(0)
+    labels = [torch.randint(0, 10, (n,), generator=generator) for n in MNIST_SIZES]
+    scores = [random_scores(n, opts.clust, generator) for n in MNIST_SIZES]
+    run = SimpleNamespace(opts=opts, data=SimpleNamespace(classes=[str(c) for c in range(10)]), ind_ids=[1])
+    with tempfile.TemporaryDirectory() as root:
+        exp = Experiment("benchmark", root=root)
+        start = time.perf_counter()
+        write_epoch(exp, run, scores[0], labels[0], True, 1)
+        write_epoch(exp, run, scores[1], labels[1], False, 1)
+        save_weights(exp.weights_path(1, 1), CLUSTNET, model, IMAGE_SHAPE, optimisers, generators, 0, 1, "")
+        return time.perf_counter() - start
+
+
+EPOCH_LINE = re.compile(r"net \d+ epoch 1: .*\| test loss \S+ binary (\S+)% .*\| (\S+) s \+ (\S+) s writing")
+
+
+def real_epoch(argv, output_root):
+    """One trainVal.py run (`argv`, epoch 0's evaluation then epoch 1) in this process, its
+    files under `output_root`: epoch 1's seconds of training + test evaluation, of writing,
+    the test binary accuracy, the whole run's seconds and the peak memory in MB (CUDA:
+    allocated by PyTorch; CPU: the process's peak resident size). Meant for a fresh process."""
+    from .modes import main  # the entry of trainVal.py
+    os.environ["CLUSTNET_ROOT"] = output_root
+    cuda = torch.cuda.is_available() and "--no_cuda" not in argv
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    printed = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(printed):
+        main(argv)
+    total = time.perf_counter() - start
+    accuracy, seconds, writing = (float(v) for v in EPOCH_LINE.search(printed.getvalue()).groups())
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"epoch_s": seconds, "epoch_write_s": writing, "run_s": total, "peak_MB": peak / 2 ** 20,
+            "test_binary_%": accuracy}
+
+
+def real_epoch_in_fresh_process(data_dir, batch_size, extra):
+    """real_epoch on MNIST at `batch_size` in a new process, so that its peak memory is its own."""
+    argv = ["-c", str(PROJECT_ROOT / "clust.config"), "--exp_id", "benchmark", "--epochs", "1",
+            "--batch_size", str(batch_size), "--data_dir", str(data_dir), "--progress", "False", *extra]
+    with tempfile.TemporaryDirectory() as root, \
+            ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(real_epoch, argv, root).result()
+
+
+def benchmark(batch_sizes, steps, seeds, data_dir, real_batch_sizes, device, extra, report=print):
+    """The table: one row per batch size (one net), one for `seeds` nets at the smallest batch
+    size, with the real-epoch columns where `data_dir` is given."""
+    rows = []
+    configurations = [(b, 1) for b in batch_sizes] + ([(min(batch_sizes), seeds)] if seeds > 1 else [])
+    for batch_size, n_nets in configurations:
+        row = {"batch_size": batch_size, "nets": n_nets,
+               "train_img_s": train_speed(batch_size, n_nets, steps, device),
+               "eval_img_s": eval_speed(n_nets, device)}
+        if n_nets == 1:
+            row["write_epoch_s"] = write_seconds(device)
+            if data_dir is not None and batch_size in real_batch_sizes:
+                row.update(real_epoch_in_fresh_process(data_dir, batch_size, extra))
+        else:
+            one_net = next(r for r in rows if r["batch_size"] == batch_size and r["nets"] == 1)
+            row["x_one_net"] = row["train_img_s"] / one_net["train_img_s"]
+        report(f"batch size {batch_size}, {n_nets} net(s): " + ", ".join(
+            f"{k} {v:.4g}" for k, v in row.items() if k not in ("batch_size", "nets")))
+        rows.append(row)
+    return pd.DataFrame(rows)
