@@ -1,0 +1,73 @@
+"""Print the README's Results tables (markdown) from the studies' and baselines' CSVs.
+
+Reads, for each dataset, what the study scripts wrote with `processResults.py --acc_evol`
+(`vis/<exp>/<exp>_testError.csv`) and what baselines.py wrote (`vis/baselines_<name>/baselines.csv`),
+and gives the final epoch's test accuracies: mean +- std over seeds for the seed study, one
+value per setting for the batch size x learning rate sweep.
+
+Usage (from the project root): python3 experiments/results_table.py
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "code"))
+
+import pandas as pd  # noqa: E402
+
+from clustnet.layout import Experiment  # noqa: E402
+
+DATASETS = {"MNIST": ("linDet", "linDet2", "baselines_mnist"),
+            "CIFAR-10": ("linDet_cifar", "linDet2_cifar", "baselines_cifar")}
+ACCURACIES = ["binary", "pos_clust", "neg_clust"]
+
+
+def percent(values):
+    """'mean +- std' in percent over the values (just the value when there is one)."""
+    values = 100 * pd.Series(values, dtype=float)
+    if values.isna().all():
+        return "-"
+    return f"{values.mean():.1f}" if len(values) == 1 else f"{values.mean():.1f} +- {values.std(ddof=1):.1f}"
+
+
+def final_epochs(exp_id):
+    path = Experiment(exp_id).vis_dir / f"{exp_id}_testError.csv"
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    return table[table.epoch == table.epoch.max()]
+
+
+def rows_for(dataset):
+    sweep_id, seeds_id, baselines_id = DATASETS[dataset]
+    rows = []
+    seeds = final_epochs(seeds_id)
+    if seeds is not None:
+        rows.append([f"ClustNet, batch size 4, lr 0.01, {len(seeds)} seeds (`{seeds_id}`)", int(seeds.epoch.iloc[0])]
+                    + [percent(seeds[name]) for name in ACCURACIES])
+    sweep = final_epochs(sweep_id)
+    if sweep is not None:
+        for _, net in sweep.sort_values(["batch_size", "lr"]).iterrows():
+            rows.append([f"ClustNet, batch size {int(net.batch_size)}, lr {net.lr:g}, seed 1 (`{sweep_id}`)",
+                         int(net.epoch)] + [percent([net[name]]) for name in ACCURACIES])
+    baselines_path = Experiment(baselines_id).vis_dir / "baselines.csv"
+    if baselines_path.is_file():
+        for _, baseline in pd.read_csv(baselines_path).iterrows():
+            rows.append([baseline.method, ""] + [percent([baseline[name]]) for name in ACCURACIES])
+    return rows
+
+
+def main():
+    for dataset in DATASETS:
+        rows = rows_for(dataset)
+        if not rows:
+            continue
+        print(f"\n{dataset}, test set, last epoch (accuracies in %):\n")
+        print("| model | epochs | binary | positive clustering | negative clustering |")
+        print("|---|---|---|---|---|")
+        for row in rows:
+            print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
+if __name__ == "__main__":
+    main()
