@@ -77,6 +77,7 @@ def main():
     parser.add_argument("--name", default="mnist", help="suffix of the experiment baselines_<name>")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--clust", type=int, default=5)
+    parser.add_argument("--num_threads", type=int, default=0, help="passed to trainVal.py")
     args = parser.parse_args()
 
     exp = Experiment(f"baselines_{args.name}")
@@ -94,7 +95,7 @@ def main():
     if not exp.net_ids(DETECTNET):
         subprocess.run([sys.executable, str(ROOT / "code" / "trainVal.py"), "-c", "clust.config",
                         "--exp_id", exp.exp_id, "--dataset", args.dataset, "--pretrain", "True",
-                        "--epochs", str(args.epochs), "--progress", "False"]
+                        "--epochs", str(args.epochs), "--progress", "False", "--num_threads", str(args.num_threads)]
                        + (["--data_dir", args.data_dir] if args.data_dir else []), check=True)
     net = exp.net_ids(DETECTNET)[0]
     epoch = exp.epochs(net, DETECTNET)[-1]

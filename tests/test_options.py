@@ -73,3 +73,8 @@ def test_cli_reports_one_line_and_writes_nothing(output_root):
     assert result.stderr.strip().splitlines() == [
         "error: unknown option 'clnblayerz' on the command line (did you mean clnblayers?)"]
     assert list(output_root.iterdir()) == []
+
+
+def test_every_option_is_documented_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    assert [o.name for o in OPTIONS if f"| `--{o.name}` |" not in readme] == []

@@ -89,8 +89,8 @@ OPTIONS = [
                                       "FD argmax always, SD soft (no one-hot), GSF Gumbel-softmax "
                                       "straight-through", choices=GATE_MODES),
     Option("temperature", float, 1.0, "Gumbel-softmax temperature (GSF)", positive=True),
-    Option("entweig", float, 0.0, "weight of the mean entropy of the CN's distribution in the loss"),
-    Option("clustdivers", float, 0.0, "weight of the reward for a balanced use of the DNs over a batch"),
+    Option("entweig", float, 0.0, "weight of the mean entropy of the CN's distribution p, added to the loss (> 0: confident choices)"),
+    Option("clustdivers", float, 0.0, "weight of the entropy of the batch's mean p, subtracted from the loss (> 0: a balanced use of the DNs)"),
     # Optimisation
     Option("epochs", int, 10, "training epochs", minimum=1),
     Option("batch_size", int, 4, "training batch size", minimum=1),
