@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from . import layout
-from .baselines import build_model
+from .other_models import build_model
 from .errors import ClustNetError
 from .model import Encoder, net_state
 from .options import OPTIONS, format_value, options_ini, parse_value

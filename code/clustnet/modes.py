@@ -1,7 +1,7 @@
 """The entry of trainVal.py: which mode a command line asks for (ClustNet, the one-expert
 baseline, the autoencoder, or continuing a net), and running it."""
 
-from .baselines import run_kind
+from .other_models import run_kind
 from .checkpoint import resume_from
 from .errors import ClustNetError
 from .layout import CLUSTNET

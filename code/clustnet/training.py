@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from . import layout
-from .baselines import build_model
+from .other_models import build_model
 from .checkpoint import initialise, restore, resumable, save_weights
 from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
