@@ -1,5 +1,6 @@
 """A tiny real run: every file of SPEC section 4, every CSV column, printed = recomputed."""
 
+import os
 import re
 
 import numpy as np
@@ -7,7 +8,7 @@ import pandas as pd
 import torch
 
 from conftest import TINY, run_cli
-from clustnet.layout import Experiment, score_columns
+from clustnet.layout import Experiment, atomic_path, score_columns
 from clustnet.metrics import accuracies
 
 
@@ -39,3 +40,13 @@ def test_tiny_mnist_run_writes_every_artifact(mnist_dir, output_root):
     assert checkpoint["epoch"] == 2 and "optimisers" in checkpoint and "generator" in checkpoint
     ini = exp.ini_path(1).read_text()
     assert ini.startswith("[default]") and "ind_id = 1" in ini and "epochs = 2" in ini
+
+
+def test_artifacts_get_the_umask_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.csv") as tmp:
+            tmp.write_text("x\n")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644

@@ -35,12 +35,22 @@ def score_columns(n_clusters):
     return SCORE_COLUMNS + [f"clust_{k}" for k in range(n_clusters)]
 
 
+def temporary_beside(path):
+    """A new empty file beside `path`, hidden, with the permissions the user's umask gives
+    (mkstemp's own are 0600): (file descriptor, name)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temporary_beside(path)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -146,7 +156,7 @@ class Experiment:
         while True:
             ind_id = requested if requested is not None else max(self.net_ids(kind), default=0) + 1
             path = self.ini_path(ind_id, kind)
-            fd, tmp = tempfile.mkstemp(dir=self.nets_dir, prefix=f".{path.name}.", suffix=".tmp")
+            fd, tmp = temporary_beside(path)
             try:
                 with os.fdopen(fd, "w") as file:
                     file.write(ini_text_for(ind_id))
