@@ -63,8 +63,9 @@ def random_images(n_images, device, seed=0):
     return images.to(device), torch.randint(0, 2, (n_images,), generator=generator).to(device)
 
 
-def train_speed(batch_size, n_nets, steps, device):
-    """Training images per second (all nets together) over `steps` steps after a warm-up."""
+def train_speed(batch_size, n_nets, n_images, device):
+    """Training images per second (all nets together) over `n_images` images after a warm-up."""
+    steps = max(1, n_images // batch_size)
     opts = default_options(batch_size)
     model, optimisers, generators = build(n_nets, opts, device)
     images, targets = random_images(steps * batch_size, device)
@@ -140,14 +141,14 @@ def real_epoch_in_fresh_process(data_dir, batch_size, extra):
         return pool.submit(real_epoch, argv, root).result()
 
 
-def benchmark(batch_sizes, steps, seeds, data_dir, real_batch_sizes, device, extra, report=print):
+def benchmark(batch_sizes, n_images, seeds, data_dir, real_batch_sizes, device, extra, report=print):
     """The table: one row per batch size (one net), one for `seeds` nets at the smallest batch
     size, with the real-epoch columns where `data_dir` is given."""
     rows = []
     configurations = [(b, 1) for b in batch_sizes] + ([(min(batch_sizes), seeds)] if seeds > 1 else [])
     for batch_size, n_nets in configurations:
         row = {"batch_size": batch_size, "nets": n_nets,
-               "train_img_s": train_speed(batch_size, n_nets, steps, device),
+               "train_img_s": train_speed(batch_size, n_nets, n_images, device),
                "eval_img_s": eval_speed(n_nets, device)}
         if n_nets == 1:
             row["write_epoch_s"] = write_seconds(device)
