@@ -13,7 +13,7 @@ from .checkpoint import resumable, save_weights
 from .data import binary_targets
 from .layout import CAE, DETECTNET
 from .plots import save_figure
-from .training import check_finite, prepare, set_learning_rates
+from .training import check_finite, in_set_order, nll, prepare, set_learning_rates
 
 N_SHOWN = 8  # test images shown beside their reconstructions
 
@@ -43,8 +43,7 @@ def train_pass(run, epoch, batch_loss):
     check_finite(step_losses, epoch)
     if not outputs:
         return None, step_losses.mean(dim=1).cpu()
-    rows = torch.arange(model.n_nets, device=device).unsqueeze(1)
-    return torch.cat(outputs, dim=1)[rows, torch.argsort(order, dim=1)].cpu(), step_losses.mean(dim=1).cpu()
+    return in_set_order(torch.cat(outputs, dim=1), order).cpu(), step_losses.mean(dim=1).cpu()
 
 
 @torch.no_grad()
@@ -55,11 +54,6 @@ def eval_chunks(run, images, chunk_output):
     size = run.opts.test_batch_size
     return [chunk_output(images[start:start + size].unsqueeze(0).expand(run.model.n_nets, -1, -1, -1, -1))
             for start in range(0, len(images), size)]
-
-
-def nll(log_probs, targets):
-    """(N, B, 2) log-probabilities, (N, B) targets -> (N,) mean negative log-likelihood."""
-    return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(dim=1)
 
 
 def detectnet_epoch(exp, run, epoch):

@@ -70,9 +70,20 @@ def entropy(probs, dim=-1):
     return -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=dim)
 
 
+def nll(log_probs, targets):
+    """(N, B, 2) log-probabilities, (N, B) targets -> (N,) mean negative log-likelihood."""
+    return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(dim=1)
+
+
+def in_set_order(values, order):
+    """Outputs (N, n, ...) collected in each net's shuffled `order` (N, n), back in the set's order."""
+    rows = torch.arange(len(order), device=order.device).unsqueeze(1)
+    return values[rows, torch.argsort(order, dim=1)]
+
+
 def net_losses(log_probs, probs, targets, opts):
     """(N,) loss of each net: NLL of the binary target, plus the optional terms."""
-    loss = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(dim=1)
+    loss = nll(log_probs, targets)
     if opts.entweig:
         loss = loss + opts.entweig * entropy(probs).mean(dim=1)
     if opts.clustdivers:
@@ -127,9 +138,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
             log_probs[:, batch] = batch_log_probs.detach()
             cluster_probs[:, batch] = batch_probs.detach()
     check_finite(step_losses, epoch)
-    unshuffle = torch.argsort(order, dim=1)
-    rows = torch.arange(n_nets, device=device).unsqueeze(1)
-    return Scores(log_probs[rows, unshuffle].cpu(), cluster_probs[rows, unshuffle].cpu(),
+    return Scores(in_set_order(log_probs, order).cpu(), in_set_order(cluster_probs, order).cpu(),
                   step_losses.mean(dim=1).cpu())
 
 
@@ -157,7 +166,7 @@ def evaluate(model, images, targets, generators, opts):
         log_probs.append(out_log_probs)
         cluster_probs.append(out_probs)
     log_probs, cluster_probs = torch.cat(log_probs, dim=1), torch.cat(cluster_probs, dim=1)
-    losses = -log_probs.gather(-1, targets.expand(n_nets, -1).unsqueeze(-1)).mean(dim=(1, 2))
+    losses = nll(log_probs, targets.expand(n_nets, -1))
     return Scores(log_probs.cpu(), cluster_probs.cpu(), losses.cpu())
 
 
