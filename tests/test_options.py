@@ -48,6 +48,7 @@ def test_ini_round_trip(tmp_path):
     (["--batch_size", "0"], "--batch_size 0: must be at least 1"),
     (["--decision_clu", "XX"], "--decision_clu XX: expected one of DE, FS, FD, SD, GSF"),
     (["-c", "/nonexistent/c.ini"], "cannot read config file /nonexistent/c.ini"),
+    (["--seeds", "3", "1", "3", "1", "2"], "--seeds 3 1 3 1 2: seeds 1, 3 are given more than once"),
 ])
 def test_bad_command_lines(argv, message):
     with pytest.raises(ClustNetError, match=None) as error:

@@ -183,6 +183,8 @@ BAD_INPUTS = [
     ("weights file that is absent", lambda t, m, f: ["--data_dir", m, "--init_clu", str(t / "none")],
      r"no weights file .*none"),
     ("two modes at once", lambda t, m, f: ["--pretrain", "True", "--pretrain_cae", "True"], r"choose one mode"),
+    ("a seed given twice", lambda t, m, f: ["--data_dir", m, "--seeds", "1", "2", "1"],
+     r"^--seeds 1 2 1: seed 1 is given more than once; each seed trains one net"),
 ]
 
 

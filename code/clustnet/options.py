@@ -206,6 +206,11 @@ def parse_options(argv, description="Train ClustNet."):
         option.check(values[option.name])
     if not values["lr"]:
         raise ClustNetError("--lr needs at least one value")
+    repeated = sorted({seed for seed in values["seeds"] if values["seeds"].count(seed) > 1})
+    if repeated:
+        which = f"seed {repeated[0]} is" if len(repeated) == 1 else f"seeds {', '.join(map(str, repeated))} are"
+        raise ClustNetError(f"--seeds {format_value(values['seeds'])}: {which} given more than once; "
+                            "each seed trains one net, so give each seed once")
     return argparse.Namespace(**values)
 
 
