@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from conftest import TINY, run_cli
-from clustnet.layout import Experiment, atomic_path, score_columns
+from clustnet.layout import Experiment, atomic_path, read_scores, score_columns, write_scores
 from clustnet.metrics import accuracies
 
 
@@ -50,3 +50,21 @@ def test_artifacts_get_the_umask_permissions(tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_scores_keep_9_significant_digits(tmp_path):
+    path = tmp_path / "scores.csv"
+    log_probs = np.log(np.array([[0.25, 0.75], [0.5, 0.5]]))
+    # Two DNs 3e-7 apart: at 6 digits both read 0.2, and the argmax read back would be DN 0.
+    clusters = np.array([[0.123456789012, 0.876543210988, 0.0], [0.2000001, 0.2000004, 0.5999995]])
+    write_scores(path, np.array([3, 7]), np.array([1, 0]), log_probs, clusters)
+    assert path.read_text().splitlines()[1].split(",")[4:] == ["0.123456789", "0.876543211", "0"]
+    frame = read_scores(path)
+    assert frame.clust_0[0] == 0.123456789 and frame.clust_1[0] == 0.876543211
+    assert frame[["clust_0", "clust_1", "clust_2"]].values[1].tolist() == [0.2000001, 0.2000004, 0.5999995]
+    assert frame.pred_1[0] == float(f"{np.log(0.75):.9g}") and frame.pred_1[0] != float(f"{np.log(0.75):.8g}")
+    # float32 outputs, as the nets write them, read back bit for bit.
+    outputs = torch.rand(50, 5, generator=torch.Generator().manual_seed(0)).softmax(dim=1).numpy()
+    write_scores(path, np.zeros(50, int), np.zeros(50, int), np.log(outputs[:, :2]), outputs)
+    read = read_scores(path)[[f"clust_{k}" for k in range(5)]].to_numpy().astype(np.float32)
+    assert np.array_equal(read, outputs)

@@ -183,7 +183,7 @@ def write_scores(path, orig_targets, bin_targets, log_probs, cluster_probs):
     frame = pd.DataFrame(values, columns=score_columns(n_clusters))
     frame = frame.astype({"origTarg": "int64", "targ": "int64"})
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        frame.to_csv(tmp, index=False, float_format="%.9g")
 
 
 def ends_with_newline(path):
