@@ -1,9 +1,11 @@
 """Data: generated IDX and image-folder datasets, binary targets, the real MNIST if present."""
 
+import re
+
 import pytest
 import torch
 
-from conftest import needs_shared_data
+from conftest import TINY, needs_shared_data, run_cli
 from clustnet.data import binary_targets, load_dataset
 from clustnet.errors import ClustNetError
 
@@ -43,3 +45,42 @@ def test_real_mnist():
     data = load_dataset("MNIST", needs_shared_data())
     assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
     assert binary_targets(data.test_y, range(5)).sum() == 5139  # MNIST test images of digits 0-4
+
+
+def cut(path, size):
+    path.write_bytes(path.read_bytes()[:size])
+
+
+def extend(path, extra):
+    path.write_bytes(path.read_bytes() + extra)
+
+
+# (damaged file, how, why it is reported); the generated files: 200 train, 80 test images.
+DAMAGED = [
+    ("train-images-idx3-ubyte", lambda p: cut(p, 156716), r"156716 bytes, 156816 expected from its header: cut short"),
+    ("t10k-labels-idx1-ubyte", lambda p: cut(p, 6), r"6 bytes: its header is cut"),
+    ("train-labels-idx1-ubyte", lambda p: extend(p, b"\0\0\0"), r"211 bytes, 208 expected from its header\)"),
+    ("t10k-images-idx3-ubyte", lambda p: p.write_bytes(b"<html>not found</html>"),
+     r"not an IDX file: its magic number is wrong"),
+]
+
+
+@pytest.mark.parametrize("name, damage, why", DAMAGED, ids=[case[0] for case in DAMAGED])
+def test_a_damaged_mnist_file_is_named(name, damage, why, mnist_dir):
+    path = mnist_dir / "MNIST" / "raw" / name
+    damage(path)
+    with pytest.raises(ClustNetError) as error:
+        load_dataset("MNIST", mnist_dir)
+    assert re.fullmatch(rf"MNIST file {re.escape(str(path))} is incomplete or corrupt \({why}.*", str(error.value))
+
+
+def test_a_truncated_mnist_file_stops_the_cli_with_one_line(mnist_dir, output_root):
+    path = mnist_dir / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    cut(path, 100000)
+    result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", "x", "--data_dir", mnist_dir, *TINY)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"error: MNIST file {path} is incomplete or corrupt (100000 bytes, 156816 expected "
+                             "from its header: cut short); copy it again, or delete it to have MNIST downloaded "
+                             "again\n")
+    assert list(output_root.iterdir()) == [] and sorted(p.name for p in path.parent.iterdir()) == sorted(
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])

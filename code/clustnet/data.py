@@ -4,6 +4,7 @@ Training batches are taken by indexing these tensors, so no per-sample Python ru
 training loop. Images are normalised per channel with the training set's statistics.
 """
 
+import math
 import shutil
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,44 @@ def load_dataset(name, data_dir):
                      classes, mean, std)
 
 
+# The MNIST files of each split (torchvision's layout), with the number of dimensions of each.
+MNIST_FILES = {True: {"train-images-idx3-ubyte": 3, "train-labels-idx1-ubyte": 1},
+               False: {"t10k-images-idx3-ubyte": 3, "t10k-labels-idx1-ubyte": 1}}
+IDX_ITEM_BYTES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}  # IDX type code -> bytes
+
+
+def idx_problem(path, n_dims):
+    """Why the IDX file `path` (`n_dims` dimensions expected) cannot be read whole, or None."""
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        header = file.read(4 + 4 * n_dims)
+    if len(header) < 4 or header[:2] != b"\0\0" or header[2] not in IDX_ITEM_BYTES:
+        return "not an IDX file: its magic number is wrong"
+    if header[3] != n_dims:
+        return f"{header[3]} dimensions, {n_dims} expected"
+    if len(header) < 4 + 4 * n_dims:
+        return f"{size} bytes: its header is cut"
+    expected = len(header) + IDX_ITEM_BYTES[header[2]] * math.prod(
+        int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(n_dims))
+    if size != expected:
+        return f"{size} bytes, {expected} expected from its header{': cut short' if size < expected else ''}"
+    return None
+
+
+def check_mnist_files(root, train):
+    """Raise a ClustNetError naming the first MNIST file of the split that is present but not
+    whole; return quietly when the files are whole or when some are missing (to download)."""
+    raw = root / "MNIST" / "raw"
+    files = MNIST_FILES[train]
+    if not all((raw / name).is_file() for name in files):
+        return
+    for name, n_dims in files.items():
+        problem = idx_problem(raw / name, n_dims)
+        if problem:
+            raise ClustNetError(f"MNIST file {raw / name} is incomplete or corrupt ({problem}); copy it "
+                                "again, or delete it to have MNIST downloaded again")
+
+
 def load_torchvision(name, root):
     """Images as uint8 (n, C, H, W); downloads only when the files are missing."""
     dataset_class = getattr(datasets, name)
@@ -83,9 +122,16 @@ def load_torchvision(name, root):
         try:
             try:
                 dataset = dataset_class(root=str(root), train=train, download=False)
-            except RuntimeError:  # not there yet: try the network
+            except Exception as error:
+                if name == "MNIST":
+                    check_mnist_files(root, train)  # there but damaged: say which file
+                if not isinstance(error, RuntimeError):
+                    raise
+                # not there yet: try the network
                 dataset = download_or_leave_nothing(lambda: dataset_class(root=str(root), train=train,
                                                                           download=True), root)
+        except ClustNetError:
+            raise
         except Exception as error:  # torchvision raises many kinds when offline or corrupt
             raise ClustNetError(f"{name} is not in {root} and could not be downloaded "
                                 f"({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
