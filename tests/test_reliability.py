@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from PIL import Image
 
 from conftest import CODE, REPO, TINY, run_cli
 from clustnet.checkpoint import load_checkpoint
-from clustnet.errors import ClustNetError
+from clustnet.errors import ClustNetError, run_cli as run_in_process
 from clustnet.layout import Experiment, atomic_path, read_scores
 from clustnet.modes import main
 from clustnet.options import read_config
@@ -188,13 +190,37 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every URL torchvision opens fails at once, as offline, whether or not this machine has
+    network (so a test never downloads MNIST); returns the URLs it tried."""
+    tried = []
+
+    def offline(request, *args, **kwargs):
+        tried.append(getattr(request, "full_url", request))
+        raise urllib.error.URLError("network disabled by the test")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    return tried
+
+
 @pytest.mark.parametrize("make_args, message", [case[1:] for case in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_is_one_error_and_writes_nothing(make_args, message, tmp_path, mnist_dir, folder_dataset,
-                                                   output_root):
+                                                   output_root, no_network):
     args = make_args(tmp_path, str(mnist_dir), folder_dataset)
     with pytest.raises(ClustNetError, match=message):
         main(["--exp_id", "bad", *TINY, *args])
     assert list(output_root.iterdir()) == []  # no nets/, results/, vis/, not even data/
+
+
+def test_missing_data_without_network_is_one_line_and_writes_nothing(output_root, no_network, capsys):
+    status = run_in_process(main, ["-c", "clust.config", "--exp_id", "offline", *TINY])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert re.fullmatch(rf"error: MNIST is not in {re.escape(str(output_root / 'data'))} and could not be "
+                        r"downloaded \(RuntimeError: Error downloading train-images-idx3-ubyte\.gz:\); put it "
+                        r"there or pass --data_dir\n", err), err
+    assert no_network and all(url.endswith("train-images-idx3-ubyte.gz") for url in no_network)  # it did try
+    assert list(output_root.iterdir()) == []  # the download's folders are removed again
 
 
 def test_bad_input_on_the_command_line_is_one_stderr_line_and_exit_2(output_root):
