@@ -7,6 +7,7 @@ same way, with an expert axis, and all evaluated by one batched matmul.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -160,6 +161,17 @@ def needs_noise(mode, training):
     return mode == "FS" or (training and mode in ("DE", "GSF"))
 
 
+@dataclass
+class GateOutputs:
+    """Everything one ClustNet forward pass computes, for the loss terms that read the gate."""
+    log_probs: torch.Tensor  # (N, B, 2) the output: log_softmax(sum_k h_k DN_k(z))
+    probs: torch.Tensor  # (N, B, K) the CN's distribution p
+    logits: torch.Tensor  # (N, B, K) the CN's logits
+    hard: torch.Tensor  # (N, B, K) the gate's decision h (straight-through)
+    experts: torch.Tensor  # (N, B, K, 2) every DN's logits
+    z: torch.Tensor  # (N, B, repr_size) the encoder's representation
+
+
 class ClustNet(nn.Module):
     """Encoder -> z; CN(z) -> p -> gate h; output log_softmax(sum_k h_k DN_k(z))."""
 
@@ -184,14 +196,24 @@ class ClustNet(nn.Module):
     def encoder_dn_parameters(self):
         return list(self.encoder.parameters()) + list(self.dn.parameters())
 
-    def forward(self, x, noise=None):
-        """(N, B, C, H, W) images -> log-probabilities (N, B, 2) and the CN's p (N, B, K)."""
+    def outputs(self, x, noise=None):
+        """(N, B, C, H, W) images -> GateOutputs."""
         z = self.encoder(x)
         logits = self.cn(z)
         probs = F.softmax(logits, dim=-1)
         h = gate(probs, logits, self.decision, self.training, noise, self.temperature)
-        mixed = (h.unsqueeze(-1) * self.dn(z)).sum(dim=2)
-        return F.log_softmax(mixed, dim=-1), probs
+        experts = self.dn(z)
+        mixed = (h.unsqueeze(-1) * experts).sum(dim=2)
+        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, z)
+
+    def cluster_probs(self, x):
+        """(N, B, C, H, W) images -> the CN's p (N, B, K), without running the DNs."""
+        return F.softmax(self.cn(self.encoder(x)), dim=-1)
+
+    def forward(self, x, noise=None):
+        """(N, B, C, H, W) images -> log-probabilities (N, B, 2) and the CN's p (N, B, K)."""
+        out = self.outputs(x, noise)
+        return out.log_probs, out.probs
 
 
 def net_state(model, net):

@@ -91,6 +91,27 @@ OPTIONS = [
     Option("temperature", float, 1.0, "Gumbel-softmax temperature (GSF)", positive=True),
     Option("entweig", float, 0.0, "weight of the mean entropy of the CN's distribution p, added to the loss (> 0: confident choices)"),
     Option("clustdivers", float, 0.0, "weight of the entropy of the batch's mean p, subtracted from the loss (> 0: a balanced use of the DNs)"),
+    # Beyond the paper: training the gate to find the classes (all off by default)
+    Option("aug_rotation", float, 0.0, "augmentation: random rotation of the training images, up to +- this many "
+                                       "degrees (any aug_* > 0 trains on random affine views)", minimum=0.0),
+    Option("aug_shift", float, 0.0, "augmentation: random shift, up to +- this fraction of the image size",
+           minimum=0.0),
+    Option("aug_scale", float, 0.0, "augmentation: random zoom by a factor in [1 - v, 1 + v]", minimum=0.0),
+    Option("iic", float, 0.0, "weight of the mutual information between the CN's p on two augmented views of "
+                              "each image, within each binary group (IIC), subtracted from the loss", minimum=0.0),
+    Option("group_divers", float, 0.0, "weight of the entropy of the mean p within each binary group of the "
+                                       "batch, subtracted from the loss (a balanced use of the DNs per group)",
+           minimum=0.0),
+    Option("clu_train_mode", str, "joint", "joint: one loss trains CN and DNs; separated (published code, needs "
+                                           "--batch_period > 0): in the CN's turns its target is the DN with the "
+                                           "smallest binary loss on each image, or a random DN",
+           choices=("joint", "separated")),
+    Option("rand_prop_val_sched", float, [0.9, 0.5, 0.1], "separated mode: probability that an image's CN "
+                                                          "target is its smallest-loss DN (else a random DN), "
+                                                          "at the epochs of --rand_prop_epo_sched, linear "
+                                                          "in between", many=True, minimum=0.0),
+    Option("rand_prop_epo_sched", int, [0, 1, 2], "separated mode: the epochs of --rand_prop_val_sched",
+           many=True, minimum=0),
     # Optimisation
     Option("epochs", int, 10, "training epochs", minimum=1),
     Option("batch_size", int, 4, "training batch size", minimum=1),
@@ -206,6 +227,18 @@ def parse_options(argv, description="Train ClustNet."):
         option.check(values[option.name])
     if not values["lr"]:
         raise ClustNetError("--lr needs at least one value")
+    if len(values["rand_prop_val_sched"]) != len(values["rand_prop_epo_sched"]) or not values["rand_prop_epo_sched"]:
+        raise ClustNetError("--rand_prop_val_sched and --rand_prop_epo_sched need the same number of values "
+                            f"({len(values['rand_prop_val_sched'])} and {len(values['rand_prop_epo_sched'])})")
+    if max(values["rand_prop_val_sched"]) > 1:
+        raise ClustNetError(f"--rand_prop_val_sched {max(values['rand_prop_val_sched'])}: a probability must be "
+                            "at most 1")
+    if values["rand_prop_epo_sched"] != sorted(values["rand_prop_epo_sched"]):
+        raise ClustNetError("--rand_prop_epo_sched: the epochs must be in increasing order")
+    if values["clu_train_mode"] == "separated" and values["batch_period"] == 0:
+        raise ClustNetError("--clu_train_mode separated alternates CN and DN turns: give --batch_period 1 or more")
+    if values["aug_scale"] >= 1:
+        raise ClustNetError(f"--aug_scale {values['aug_scale']}: must be below 1")
     repeated = sorted({seed for seed in values["seeds"] if values["seeds"].count(seed) > 1})
     if repeated:
         which = f"seed {repeated[0]} is" if len(repeated) == 1 else f"seeds {', '.join(map(str, repeated))} are"

@@ -1,0 +1,92 @@
+"""Loss terms on the gate beyond the published method, each returning (N,): one value per net.
+
+Tensors are (N nets, B images, ...). Every reduction here runs over the images (dim 1) or
+the experts, never over the nets (dim 0), so the nets of a `--seeds` run never mix; the
+tests check it. The binary target splits a batch into two groups (0: negative, 1: positive);
+the terms act within each group, since the classes to discover live inside one group.
+"""
+
+import torch
+import torch.nn.functional as F
+
+TINY = 1e-12
+
+
+def entropy(probs, dim=-1):
+    return -(probs * torch.log(probs.clamp_min(TINY))).sum(dim=dim)
+
+
+def group_masks(targets):
+    """(N, B) binary targets -> (N, B, 2) floats: column g marks the images of group g."""
+    return F.one_hot(targets, 2).to(torch.float32)
+
+
+def group_balance(probs, targets):
+    """(N,) mean over the two groups of the entropy of the group's mean p in the batch: high
+    when each group spreads over all the DNs. A group absent from the batch counts 0."""
+    masks = group_masks(targets)
+    sums = torch.einsum("nbg,nbk->ngk", masks, probs)
+    means = sums / masks.sum(dim=1).unsqueeze(-1).clamp_min(1)
+    return entropy(means).mean(dim=1)
+
+
+def group_mutual_information(probs, other_probs, targets):
+    """(N,) mean over the two groups of the mutual information between the gate's choice on
+    two views of the same images (Invariant Information Clustering, Ji et al. 2019): the
+    joint distribution of (DN for view 1, DN for view 2) over the group's images of the
+    batch, symmetrised; MI = sum P log(P / (P_i P_j)). High when both views of an image go
+    to the same DN and the group uses every DN equally. A group absent from the batch counts 0."""
+    joint = torch.einsum("nbg,nbk,nbl->ngkl", group_masks(targets), probs, other_probs)
+    joint = (joint + joint.transpose(-1, -2)) / 2
+    joint = joint / joint.sum(dim=(-1, -2), keepdim=True).clamp_min(TINY)
+    row, column = joint.sum(dim=-1, keepdim=True), joint.sum(dim=-2, keepdim=True)
+    ratio = joint.clamp_min(TINY) / (row * column).clamp_min(TINY)
+    return (joint * torch.log(ratio)).sum(dim=(-1, -2)).mean(dim=1)
+
+
+def gate_terms(out, other_probs, targets, opts):
+    """(N,) the optional terms on the gate, to add to the binary loss. `out` is the model's
+    GateOutputs on the (first) view, `other_probs` the CN's p on the second view (None when
+    no term needs one)."""
+    loss = torch.zeros(out.probs.shape[0], device=out.probs.device)
+    if opts.iic:
+        loss = loss - opts.iic * group_mutual_information(out.probs, other_probs, targets)
+    if opts.group_divers:
+        loss = loss - opts.group_divers * group_balance(out.probs, targets)
+    return loss
+
+
+def needs_second_view(opts):
+    return bool(opts.iic)
+
+
+def smallest_loss_experts(experts, targets):
+    """(N, B, K, 2) DN logits, (N, B) targets -> (N, B) the DN whose own prediction has the
+    smallest binary NLL on each image: the CN's target in the separated mode's hard-EM step."""
+    nll_per_expert = -F.log_softmax(experts, dim=-1).gather(
+        -1, targets[..., None, None].expand(*experts.shape[:3], 1)).squeeze(-1)
+    return nll_per_expert.argmin(dim=-1)
+
+
+def separated_cn_loss(out, targets, uniforms, smallest_share):
+    """(N,) the CN's loss in a CN turn of `--clu_train_mode separated` (as in the published
+    code): cross-entropy of its logits with a target DN per image, the smallest-loss DN with
+    probability `smallest_share`, else a DN drawn uniformly. `uniforms` (N, B, 2) in [0, 1)
+    decide: column 0 which rule, column 1 the random DN."""
+    n_experts = out.logits.shape[-1]
+    random_expert = (uniforms[..., 1] * n_experts).long().clamp_max(n_experts - 1)
+    chosen = torch.where(uniforms[..., 0] < smallest_share,
+                         smallest_loss_experts(out.experts.detach(), targets), random_expert)
+    log_p = F.log_softmax(out.logits, dim=-1)
+    return -log_p.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).mean(dim=1)
+
+
+def scheduled_value(values, epochs, epoch):
+    """The published code's schedule: `values[0]` before `epochs[0]`, linear between two listed
+    epochs, `values[-1]` from the last listed epoch on."""
+    if epoch < epochs[0]:
+        return values[0]
+    for (start, end), (low, high) in zip(zip(epochs, epochs[1:]), zip(values, values[1:])):
+        if start <= epoch < end:
+            return low + (high - low) * (epoch - start) / (end - start)
+    return values[-1]
