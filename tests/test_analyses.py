@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from matplotlib.image import imread
 from PIL import Image
 
@@ -123,12 +124,19 @@ def test_spar_counts_the_zero_activations(experiment, trained):
     table = analyses.sparsity(analyses.Study(EXP), ["seed"])
     assert set(table.net) == {1, 2} and set(table.epoch) == {0, 1, 2}
     assert set(table.layer) == {"encoder conv 1", "encoder conv 2", "encoder z", "CN hidden 1", "DN hidden 1"}
-    assert table.zero_fraction.between(0, 1).all()
     model, _ = load_clustnet(experiment.weights_path(2, 1))
-    with torch.no_grad():
-        z = model.encoder(load_dataset("MNIST", trained["data_dir"]).test_x.unsqueeze(0))
-    row = table[(table.net == 2) & (table.epoch == 1) & (table.layer == "encoder z")]
-    assert row.zero_fraction.item() == pytest.approx((z == 0).float().mean().item())
+    images = load_dataset("MNIST", trained["data_dir"]).test_x
+    with torch.no_grad():  # every ReLU of net 2 after epoch 1, from its weights
+        encoder, cn, dn = model.encoder, model.cn.layers[0], model.dn
+        conv_1 = F.relu(F.max_pool2d(F.conv2d(images, encoder.conv_weights[0][0], encoder.conv_biases[0][0]), 2))
+        conv_2 = F.relu(F.max_pool2d(F.conv2d(conv_1, encoder.conv_weights[1][0], encoder.conv_biases[1][0]), 2))
+        z = F.relu(conv_2.flatten(1) @ encoder.dense.weight[0] + encoder.dense.bias[0])
+        expected = {"encoder conv 1": conv_1, "encoder conv 2": conv_2, "encoder z": z,
+                    "CN hidden 1": F.relu(z @ cn.weight[0] + cn.bias[0]),
+                    "DN hidden 1": F.relu(torch.einsum("bi,kio->bko", z, dn.weights[0][0]) + dn.biases[0][0, :, 0])}
+    rows = table[(table.net == 2) & (table.epoch == 1)].set_index("layer").zero_fraction
+    for layer, values in expected.items():
+        assert rows[layer] == pytest.approx((values == 0).float().mean().item(), abs=1e-3), layer
     assert is_png(experiment.sparsity_path())
 
 
@@ -149,9 +157,13 @@ def test_cludis_is_the_mean_sorted_cn_output(experiment):
     distributions = analyses.cluster_distribution(analyses.Study(EXP, train=True))
     epochs, shares = distributions[1]
     assert epochs == [0, 1, 2] and shares.shape == (3, N_CLUSTERS)
-    assert (np.diff(shares, axis=1) <= 0).all() and np.allclose(shares.sum(axis=1), 1, atol=1e-4)
-    probabilities = clusters(scores(experiment, 1, 2, train=True))
-    assert np.allclose(shares[2], np.sort(probabilities, axis=1)[:, ::-1].mean(axis=0))
+    for row, epoch in enumerate(epochs):
+        probabilities = clusters(scores(experiment, 1, epoch, train=True))
+        assert np.allclose(shares[row], np.sort(probabilities, axis=1)[:, ::-1].mean(axis=0))
+    # By hand: (0.1, 0.6, 0.3) and (0.5, 0.2, 0.3) sort to (0.6, 0.3, 0.1) and (0.5, 0.3, 0.2).
+    frame = pd.DataFrame([[0, 1, -0.1, -2.3, 0.1, 0.6, 0.3], [5, 0, -0.2, -1.7, 0.5, 0.2, 0.3]],
+                         columns=score_columns(3))
+    assert analyses.sorted_cluster_means(frame, None) == pytest.approx([0.55, 0.3, 0.15])
     assert is_png(experiment.cludis_path(1, train=True)) and is_png(experiment.cludis_path(2, train=True))
 
 
@@ -161,7 +173,7 @@ def test_feat_map_var_is_the_variance_of_each_dn(experiment, trained):
     frames = analyses.feature_map_variance(study, 1, 2)
     for group in (True, False):
         assert list(frames[group].index) == [0, 1, 2] and list(frames[group].columns) == [f"DN {k}" for k in range(5)]
-        assert (hidden[group] >= 0).all().all() and not hidden[group].equals(frames[group])
+        assert not hidden[group].equals(frames[group])
         assert is_png(experiment.feature_variance_path(1, 2, group))
     # The last DN layer gives the 2 logits: recompute DN 3's variance over the negative images.
     data = load_dataset("MNIST", trained["data_dir"])
@@ -171,6 +183,12 @@ def test_feat_map_var_is_the_variance_of_each_dn(experiment, trained):
     negative = data.test_y >= 5
     expected = logits[negative, 3].var(dim=0, unbiased=False).mean()
     assert frames[False].loc[2, "DN 3"] == pytest.approx(expected.item(), rel=1e-4)
+    # The hidden layer (after its ReLU): DN 0's variance over the positive images after epoch 1.
+    model, _ = load_clustnet(experiment.weights_path(1, 1))
+    with torch.no_grad():
+        z = model.encoder(data.test_x.unsqueeze(0))[0]
+        units = torch.relu(z[~negative] @ model.dn.weights[0][0, 0] + model.dn.biases[0][0, 0])
+    assert hidden[True].loc[1, "DN 0"] == pytest.approx(units.var(dim=0, unbiased=False).mean().item(), rel=1e-4)
 
 
 def test_tsne_on_a_clustnet_and_on_a_cae_weights_file(experiment, tmp_path):

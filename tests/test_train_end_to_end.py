@@ -8,6 +8,8 @@ import pandas as pd
 import torch
 
 from conftest import TINY, run_cli
+from clustnet.checkpoint import load_clustnet
+from clustnet.data import load_dataset
 from clustnet.layout import Experiment, atomic_path, read_scores, score_columns, write_scores
 from clustnet.metrics import accuracies
 
@@ -18,6 +20,8 @@ def test_tiny_mnist_run_writes_every_artifact(mnist_dir, output_root):
     assert result.returncode == 0, result.stderr
     exp = Experiment("tiny", root=output_root)
     assert exp.net_ids() == [1]
+    data = load_dataset("MNIST", mnist_dir)
+    test_images, test_labels = data.test_x, data.test_y.tolist()
     for epoch in range(3):
         assert exp.weights_path(1, epoch).is_file()
         assert exp.confusion_path(1, epoch, True).is_file()
@@ -26,8 +30,13 @@ def test_tiny_mnist_run_writes_every_artifact(mnist_dir, output_root):
         train = pd.read_csv(exp.scores_path(1, epoch, train=True))
         assert list(test.columns) == score_columns(5) and list(train.columns) == score_columns(5)
         assert len(test) == 80 and len(train) == 200
-        assert np.allclose(np.exp(test[["pred_0", "pred_1"]]).sum(axis=1), 1, atol=1e-4)
-        assert np.allclose(test[[f"clust_{k}" for k in range(5)]].sum(axis=1), 1, atol=1e-4)
+        # The CSV holds what the epoch's weights output on the test images, in their order.
+        model, _ = load_clustnet(exp.weights_path(1, epoch))
+        with torch.no_grad():
+            log_probs, probs = model(test_images.unsqueeze(0))
+        assert np.allclose(test[["pred_0", "pred_1"]].to_numpy(), log_probs[0].numpy(), rtol=1e-6, atol=1e-6)
+        assert np.allclose(test[[f"clust_{k}" for k in range(5)]].to_numpy(), probs[0].numpy(), rtol=1e-6, atol=1e-7)
+        assert test.origTarg.tolist() == test_labels
         assert set(test.targ) == {0, 1} and (test.targ == test.origTarg.isin(range(5))).all()
         # The accuracies printed for this epoch are those of the CSV.
         line = re.search(rf"net 1 epoch {epoch}: .*test loss \S+ binary (\S+)% pos (\S+)% neg (\S+)%",
