@@ -2,8 +2,9 @@
 
 Prints a table: for each batch size, training and evaluation images per second on
 MNIST-shaped random data, the seconds one full epoch's artifacts take to write, and with
---data_dir a real trainVal.py MNIST epoch (seconds, peak memory, test accuracy); one more
-row for several seeds trained together."""
+--data_dir a real trainVal.py MNIST epoch (seconds without writing, with writing in the
+training thread and with the background writer, peak memory, test accuracy); one more row
+for several seeds trained together."""
 
 import argparse
 import platform
@@ -23,7 +24,9 @@ def parse_arguments(argv):
     parser.add_argument("--seeds", type=int, default=8, help="nets trained together in the seeds row")
     parser.add_argument("--data_dir", help="MNIST's folder: also time real trainVal.py epochs on it")
     parser.add_argument("--real_batch_sizes", type=int, nargs="+", default=[4, 64],
-                        help="batch sizes of the real epochs")
+                        help="batch sizes of the real epochs (one net; the seeds row too at its batch size)")
+    parser.add_argument("--real_only", action="store_true",
+                        help="only the rows with real epochs, without the random-data timings")
     parser.add_argument("--num_threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     parser.add_argument("--no_cuda", action="store_true", help="run on the CPU even with a GPU")
     parser.add_argument("--csv", help="also write the table to this CSV file")
@@ -40,7 +43,7 @@ def main(argv):
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"device {device} ({machine}), torch {torch.__version__}", flush=True)
     table = benchmark(args.batch_sizes, args.images, args.seeds, args.data_dir, args.real_batch_sizes,
-                      device, extra, report=lambda line: print(line, flush=True))
+                      device, extra, report=lambda line: print(line, flush=True), real_only=args.real_only)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
     if args.csv:
         table.to_csv(args.csv, index=False)

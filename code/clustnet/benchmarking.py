@@ -110,14 +110,25 @@ def write_seconds(device):
 
 EPOCH_LINE = re.compile(r"net \d+ epoch 1: .*\| test loss \S+ binary (\S+)% .*\| (\S+) s \+ (\S+) s writing")
 
+# How the real epochs write their files (writer.MODE): not at all (the reference), in the
+# training thread as before the background writer, and in the background (what trainVal.py does).
+WRITER_MODES = ("discard", "inline", "background")
 
-def real_epoch(argv, output_root):
+
+def real_epoch(argv, output_root, writer_mode="background"):
     """One trainVal.py run (`argv`, epoch 0's evaluation then epoch 1) in this process, its
-    files under `output_root`: epoch 1's seconds of training + test evaluation, of writing,
-    the test binary accuracy, the whole run's seconds and the peak memory in MB (CUDA:
-    allocated by PyTorch; CPU: the process's peak resident size). Meant for a fresh process."""
+    files under `output_root`, written as `writer_mode` says: epoch 1's seconds of training +
+    test evaluation, the seconds its writing held the training thread (inline: the writing;
+    background: the hand-over, and waiting for epoch 0's files if they were not done), the
+    mean test binary accuracy, the whole run's seconds and the peak memory in MB (CUDA:
+    allocated by PyTorch; CPU: the process's peak resident size). Meant for a fresh process.
+
+    In the background, epoch 0's files are written while epoch 1 trains, as every epoch's
+    files while the next trains in a longer run: epoch 1's seconds are a steady epoch's."""
+    from . import writer
     from .modes import main  # the entry of trainVal.py
     os.environ["CLUSTNET_ROOT"] = output_root
+    writer.MODE = writer_mode
     cuda = torch.cuda.is_available() and "--no_cuda" not in argv
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -126,37 +137,64 @@ def real_epoch(argv, output_root):
     with contextlib.redirect_stdout(printed):
         main(argv)
     total = time.perf_counter() - start
-    accuracy, seconds, writing = (float(v) for v in EPOCH_LINE.search(printed.getvalue()).groups())
+    lines = [[float(v) for v in found] for found in EPOCH_LINE.findall(printed.getvalue())]
+    accuracy = sum(line[0] for line in lines) / len(lines)
+    seconds, writing = lines[0][1:]
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"epoch_s": seconds, "epoch_write_s": writing, "run_s": total, "peak_MB": peak / 2 ** 20,
             "test_binary_%": accuracy}
 
 
-def real_epoch_in_fresh_process(data_dir, batch_size, extra):
-    """real_epoch on MNIST at `batch_size` in a new process, so that its peak memory is its own."""
+def real_epoch_in_fresh_process(data_dir, batch_size, extra, n_nets=1, writer_mode="background"):
+    """real_epoch on MNIST at `batch_size` (n_nets > 1: that many --seeds) in a new process,
+    so that its peak memory is its own."""
+    seeds = ["--seeds", *map(str, range(1, n_nets + 1))] if n_nets > 1 else []
     argv = ["-c", str(PROJECT_ROOT / "clust.config"), "--exp_id", "benchmark", "--epochs", "1",
-            "--batch_size", str(batch_size), "--data_dir", str(data_dir), "--progress", "False", *extra]
+            "--batch_size", str(batch_size), "--data_dir", str(data_dir), "--progress", "False", *seeds, *extra]
     with tempfile.TemporaryDirectory() as root, \
             ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(real_epoch, argv, root).result()
+        return pool.submit(real_epoch, argv, root, writer_mode).result()
 
 
-def benchmark(batch_sizes, n_images, seeds, data_dir, real_batch_sizes, device, extra, report=print):
+def real_epoch_columns(data_dir, batch_size, extra, n_nets):
+    """The real-epoch columns of a row: the epoch without writing, with inline writing, with
+    the background writer (seconds and % over the epoch without writing), and the background
+    run's peak memory and accuracy."""
+    runs = {mode: real_epoch_in_fresh_process(data_dir, batch_size, extra, n_nets, mode) for mode in WRITER_MODES}
+    reference = runs["discard"]["epoch_s"]
+    columns = {"real_epoch_s": reference}
+    for mode, name in (("inline", "inline"), ("background", "bg")):
+        wall = runs[mode]["epoch_s"] + runs[mode]["epoch_write_s"]
+        columns[f"{name}_write_epoch_s"] = wall
+        columns[f"{name}_write_%"] = 100 * (wall / reference - 1)
+    columns["bg_handover_s"] = runs["background"]["epoch_write_s"]
+    columns["peak_MB"] = runs["background"]["peak_MB"]
+    columns["test_binary_%"] = runs["background"]["test_binary_%"]
+    return columns
+
+
+def benchmark(batch_sizes, n_images, seeds, data_dir, real_batch_sizes, device, extra, report=print,
+              real_only=False):
     """The table: one row per batch size (one net), one for `seeds` nets at the smallest batch
-    size, with the real-epoch columns where `data_dir` is given."""
+    size, with the real-epoch columns where `data_dir` is given (`real_only`: only the rows
+    that have them, without the random-data timings)."""
     rows = []
     configurations = [(b, 1) for b in batch_sizes] + ([(min(batch_sizes), seeds)] if seeds > 1 else [])
+    real = data_dir is not None
     for batch_size, n_nets in configurations:
-        row = {"batch_size": batch_size, "nets": n_nets,
-               "train_img_s": train_speed(batch_size, n_nets, n_images, device),
-               "eval_img_s": eval_speed(n_nets, device)}
-        if n_nets == 1:
-            row["write_epoch_s"] = write_seconds(device)
-            if data_dir is not None and batch_size in real_batch_sizes:
-                row.update(real_epoch_in_fresh_process(data_dir, batch_size, extra))
-        else:
-            one_net = next(r for r in rows if r["batch_size"] == batch_size and r["nets"] == 1)
-            row["x_one_net"] = row["train_img_s"] / one_net["train_img_s"]
+        if real_only and not (real and batch_size in real_batch_sizes):
+            continue
+        row = {"batch_size": batch_size, "nets": n_nets}
+        if not real_only:
+            row["train_img_s"] = train_speed(batch_size, n_nets, n_images, device)
+            row["eval_img_s"] = eval_speed(n_nets, device)
+            if n_nets == 1:
+                row["write_epoch_s"] = write_seconds(device)
+            else:
+                one_net = next(r for r in rows if r["batch_size"] == batch_size and r["nets"] == 1)
+                row["x_one_net"] = row["train_img_s"] / one_net["train_img_s"]
+        if real and batch_size in real_batch_sizes:
+            row.update(real_epoch_columns(data_dir, batch_size, extra, n_nets))
         report(f"batch size {batch_size}, {n_nets} net(s): " + ", ".join(
             f"{k} {v:.4g}" for k, v in row.items() if k not in ("batch_size", "nets")))
         rows.append(row)

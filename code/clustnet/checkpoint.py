@@ -1,7 +1,7 @@
 """Weights files: what a saved net holds, and loading one back with clear errors."""
 
 import argparse
-from contextlib import contextmanager
+import io
 from dataclasses import dataclass
 
 import torch
@@ -24,15 +24,29 @@ def slice_optimiser_state(state, net, n_nets):
             "param_groups": state["param_groups"]}
 
 
-def save_weights(path, kind, model, image_shape, optimisers, generators, net, epoch, ini_text):
-    """Everything an exact resume needs: weights, optimiser and RNG state, epoch, options."""
+def weights_bytes(kind, model, image_shape, optimisers, generators, net, epoch, ini_text):
+    """The content of net `net`'s weights file, serialised now: everything an exact resume
+    needs (weights, optimiser and RNG state, epoch, options), a snapshot that later training
+    steps cannot change."""
     checkpoint = {"kind": kind, "epoch": epoch, "options": ini_text, "image_shape": tuple(image_shape),
                   "model": net_state(model, net),
                   "optimisers": {name: slice_optimiser_state(opt.state_dict(), net, model.n_nets)
                                  for name, opt in optimisers.items()},
                   "generator": generators[net].get_state()}
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()
+
+
+def write_bytes(path, content):
+    """Write `content` to `path`, complete or absent; a failure is the system's OSError."""
     with layout.atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        tmp.write_bytes(content)
+
+
+def save_weights(path, kind, model, image_shape, optimisers, generators, net, epoch, ini_text):
+    """Write net `net`'s weights file (see weights_bytes) now."""
+    write_bytes(path, weights_bytes(kind, model, image_shape, optimisers, generators, net, epoch, ini_text))
 
 
 def load_checkpoint(path):
@@ -223,16 +237,12 @@ def restore(resume, exp, model, optimisers, generators):
     return ini_text
 
 
-@contextmanager
-def resumable(exp, ind_ids, kind, epochs):
-    """Turn Ctrl-C into one error line saying where each net can resume from."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        hints = []
-        for ind_id in ind_ids:
-            done = exp.epochs(ind_id, kind)
-            hints.append(f"net {ind_id}: no epoch finished, nothing to resume" if not done else
-                         f"net {ind_id} finished epoch {done[-1]}: resume with python3 code/trainVal.py "
-                         f"--init {exp.weights_path(ind_id, done[-1], kind)} --epochs {epochs}")
-        raise ClustNetError("interrupted; " + "; ".join(hints)) from None
+def resume_hints(exp, ind_ids, kind, epochs):
+    """Where each net can resume from, as the files on disk say: its last weights file."""
+    hints = []
+    for ind_id in ind_ids:
+        done = exp.epochs(ind_id, kind)
+        hints.append(f"net {ind_id}: no epoch finished, nothing to resume" if not done else
+                     f"net {ind_id} finished epoch {done[-1]}: resume with python3 code/trainVal.py "
+                     f"--init {exp.weights_path(ind_id, done[-1], kind)} --epochs {epochs}")
+    return "; ".join(hints)

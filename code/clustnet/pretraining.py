@@ -3,17 +3,19 @@
 (`--pretrain_cae True`, cae<id>* files and a reconstructions PNG per epoch).
 """
 
+from functools import partial
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from . import layout
-from .checkpoint import resumable, save_weights
 from .data import binary_targets
 from .layout import CAE, DETECTNET
 from .plots import save_figure
-from .training import check_finite, in_set_order, nll, prepare, set_learning_rates
+from .training import check_finite, in_set_order, nll, prepare, set_learning_rates, weights_writes
+from .writer import EpochWriter
 
 N_SHOWN = 8  # test images shown beside their reconstructions
 
@@ -56,9 +58,9 @@ def eval_chunks(run, images, chunk_output):
             for start in range(0, len(images), size)]
 
 
-def detectnet_epoch(exp, run, epoch):
-    """Train the one-expert baseline an epoch (epoch 0: only evaluate), write both scores CSVs
-    (no clust columns); a line per net."""
+def detectnet_epoch(exp, run, epoch, writes):
+    """Train the one-expert baseline an epoch (epoch 0: only evaluate); add the writes of both
+    scores CSVs (no clust columns) to `writes`; a line per net."""
     data, model, opts = run.data, run.model, run.opts
     train_targets = binary_targets(data.train_y, opts.pos_classes)
     if epoch == 0:
@@ -78,8 +80,9 @@ def detectnet_epoch(exp, run, epoch):
         for train, labels, log_probs in ((True, data.train_y.cpu(), train_log_probs[net]),
                                          (False, data.test_y.cpu(), test_log_probs[net])):
             targets = binary_targets(labels, opts.pos_classes).numpy()
-            layout.write_scores(exp.scores_path(ind_id, epoch, train, DETECTNET), labels.numpy(), targets,
-                                log_probs.numpy(), None)
+            path = exp.scores_path(ind_id, epoch, train, DETECTNET)
+            writes.append((path, partial(layout.write_scores, path, labels.numpy(), targets, log_probs.numpy(),
+                                         None)))
             accuracy[train] = 100 * float(np.mean(log_probs.numpy().argmax(axis=1) == targets))
         lines.append(f"detectNet {ind_id} epoch {epoch}: train loss {train_loss[net]:.4f} binary "
                      f"{accuracy[True]:.2f}% | test loss {test_loss[net]:.4f} binary {accuracy[False]:.2f}%")
@@ -97,9 +100,10 @@ def reconstruction_error(run, images):
     return (sum(errors) / len(images)).cpu()
 
 
-def cae_epoch(exp, run, epoch):
-    """Train the autoencoder an epoch (epoch 0: only evaluate), draw the reconstructions of a
-    few test images; a line per net with the reconstruction error per pixel."""
+def cae_epoch(exp, run, epoch, writes):
+    """Train the autoencoder an epoch (epoch 0: only evaluate); add the writes of the drawings
+    of a few test images' reconstructions to `writes`; a line per net with the reconstruction
+    error per pixel."""
     data, model = run.data, run.model
     if epoch == 0:
         train_error = reconstruction_error(run, data.train_x)
@@ -113,8 +117,10 @@ def cae_epoch(exp, run, epoch):
     reconstructions = eval_chunks(run, shown, model)[0]
     lines = []
     for net, ind_id in enumerate(run.ind_ids):
-        plot_reconstructions(data.unnormalise(shown), data.unnormalise(reconstructions[net]),
-                             exp.reconstructions_path(ind_id, epoch), f"autoencoder {ind_id}, epoch {epoch}")
+        path = exp.reconstructions_path(ind_id, epoch)
+        writes.append((path, partial(plot_reconstructions, data.unnormalise(shown),
+                                     data.unnormalise(reconstructions[net]), path,
+                                     f"autoencoder {ind_id}, epoch {epoch}")))
         lines.append(f"cae {ind_id} epoch {epoch}: reconstruction error per pixel (MSE, normalised images) "
                      f"train {train_error[net]:.5f} | test {test_error[net]:.5f}")
     return lines
@@ -140,17 +146,17 @@ EPOCHS = {DETECTNET: detectnet_epoch, CAE: cae_epoch}
 
 def train_pretraining(opts, kind, resume=None):
     """Train the one-expert baseline (kind DETECTNET) or the autoencoder (kind CAE) for
-    opts.epochs epochs, writing every artifact each epoch, the weights last."""
+    opts.epochs epochs, each epoch's files written in the background while the next trains,
+    the weights last (writer.py)."""
     exp, run, device = prepare(opts, kind, resume)
     print(f"experiment {exp.exp_id}: {kind} {', '.join(map(str, run.ind_ids))} on {opts.dataset} "
           f"({len(run.data.train_x)} train, {len(run.data.test_x)} test images), device {device}"
           + (f", resumed from {resume.path}" if resume else ""), flush=True)
-    with resumable(exp, run.ind_ids, kind, opts.epochs):
+    with EpochWriter(exp, run.ind_ids, kind, opts.epochs) as writer:
         for epoch in range(run.first_epoch, opts.epochs + 1):
             if epoch:
                 set_learning_rates(run.optimisers, opts, epoch)
-            lines = EPOCHS[kind](exp, run, epoch)
-            for net, ind_id in enumerate(run.ind_ids):
-                save_weights(exp.weights_path(ind_id, epoch, kind), kind, run.model, run.data.image_shape,
-                             run.optimisers, run.generators, net, epoch, run.ini_texts[net])
+            writes = []
+            lines = EPOCHS[kind](exp, run, epoch, writes)
+            writer.submit(writes + weights_writes(exp, run, epoch))
             print("\n".join(lines), flush=True)

@@ -8,6 +8,7 @@ import argparse
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from . import layout
 from .other_models import build_model
-from .checkpoint import initialise, restore, resumable, save_weights
+from .checkpoint import initialise, restore, weights_bytes, write_bytes
 from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .layout import CLUSTNET, Experiment
@@ -23,6 +24,7 @@ from .metrics import accuracies, confusion_matrix
 from .model import needs_noise
 from .options import options_ini
 from .plots import plot_confusion
+from .writer import EpochWriter
 
 
 @dataclass
@@ -170,28 +172,54 @@ def evaluate(model, images, targets, generators, opts):
     return Scores(log_probs.cpu(), cluster_probs.cpu(), losses.cpu())
 
 
-def write_epoch(exp, run, scores, labels, train, epoch):
-    """The scores CSV of every net (train or test set) and, for the test set, the two
-    confusion-matrix PNGs. Returns each net's accuracies."""
+def epoch_writes(exp, run, scores, labels, train, epoch):
+    """Each net's accuracies on a set (train or test), and the writes of its files: the scores
+    CSV of every net and, for the test set, the two confusion-matrix PNGs, as (path, write)
+    pairs for the writer (`scores` and `labels` on the CPU, not changed afterwards)."""
     opts, data = run.opts, run.data
     bin_targets = binary_targets(labels, opts.pos_classes).numpy()
     labels = labels.numpy()
     all_classes = list(range(len(data.classes)))
-    results = []
+    groups = {True: sorted(opts.pos_classes), False: sorted(set(all_classes) - set(opts.pos_classes))}
+    results, writes = [], []
     for net, ind_id in enumerate(run.ind_ids):
         log_probs, cluster_probs = scores.log_probs[net].numpy(), scores.cluster_probs[net].numpy()
-        layout.write_scores(exp.scores_path(ind_id, epoch, train), labels, bin_targets, log_probs, cluster_probs)
+        path = exp.scores_path(ind_id, epoch, train)
+        writes.append((path, partial(layout.write_scores, path, labels, bin_targets, log_probs, cluster_probs)))
         results.append(accuracies(labels, bin_targets, log_probs, cluster_probs, opts.pos_classes, all_classes))
         if not train:
-            chosen = cluster_probs.argmax(axis=1)
-            groups = {True: sorted(opts.pos_classes), False: sorted(set(all_classes) - set(opts.pos_classes))}
             for positive, classes in groups.items():
-                inside = np.isin(labels, classes)
-                confusion = confusion_matrix(labels[inside], chosen[inside], classes, opts.clust)
+                path = exp.confusion_path(ind_id, epoch, positive)
                 title = f"net {ind_id}, epoch {epoch}: {'positive' if positive else 'negative'} classes"
-                plot_confusion(confusion, [data.classes[c] for c in classes],
-                               exp.confusion_path(ind_id, epoch, positive), title)
+                writes.append((path, partial(write_confusion, path, labels, cluster_probs, classes,
+                                             [data.classes[c] for c in classes], opts.clust, title)))
+    return results, writes
+
+
+def write_confusion(path, labels, cluster_probs, classes, class_names, n_clusters, title):
+    """The confusion-matrix PNG of `classes` against the DNs the CN chose."""
+    inside = np.isin(labels, classes)
+    confusion = confusion_matrix(labels[inside], cluster_probs[inside].argmax(axis=1), classes, n_clusters)
+    plot_confusion(confusion, class_names, path, title)
+
+
+def write_epoch(exp, run, scores, labels, train, epoch):
+    """epoch_writes's files, written now. Returns each net's accuracies."""
+    results, writes = epoch_writes(exp, run, scores, labels, train, epoch)
+    for _, write in writes:
+        write()
     return results
+
+
+def weights_writes(exp, run, epoch):
+    """The writes of every net's weights file after `epoch`, the weights serialised now."""
+    writes = []
+    for net, ind_id in enumerate(run.ind_ids):
+        path = exp.weights_path(ind_id, epoch, run.kind)
+        content = weights_bytes(run.kind, run.model, run.data.image_shape, run.optimisers, run.generators, net,
+                                epoch, run.ini_texts[net])
+        writes.append((path, partial(write_bytes, path, content)))
+    return writes
 
 
 def describe(name, loss, result):
@@ -273,15 +301,17 @@ def prepare(opts, kind=CLUSTNET, resume=None):
 
 def train(opts, resume=None):
     """Train the nets of `opts` for opts.epochs epochs (from the epoch after `resume`'s when
-    continuing a net), writing every artifact each epoch, the weights last."""
+    continuing a net). Each epoch's files are written by a background thread while the next
+    epoch trains, the weights last (writer.py)."""
     exp, run, device = prepare(opts, CLUSTNET, resume)
     data, model, optimisers, generators = run.data, run.model, run.optimisers, run.generators
     train_targets = binary_targets(data.train_y, opts.pos_classes)
     test_targets = binary_targets(data.test_y, opts.pos_classes)
+    train_labels, test_labels = data.train_y.cpu(), data.test_y.cpu()
     print(f"experiment {exp.exp_id}: nets {', '.join(map(str, run.ind_ids))} on {opts.dataset} "
           f"({len(data.train_x)} train, {len(data.test_x)} test images), device {device}"
           + (f", resumed from {resume.path}" if resume else ""), flush=True)
-    with resumable(exp, run.ind_ids, CLUSTNET, opts.epochs):
+    with EpochWriter(exp, run.ind_ids, CLUSTNET, opts.epochs) as writer:
         for epoch in range(run.first_epoch, opts.epochs + 1):
             start = time.perf_counter()
             if epoch == 0:  # the initial nets, evaluated on both sets
@@ -291,11 +321,11 @@ def train(opts, resume=None):
                 train_scores = train_epoch(model, optimisers, data.train_x, train_targets, generators, opts, epoch)
             test_scores = evaluate(model, data.test_x, test_targets, generators, opts)
             seconds = time.perf_counter() - start
-            train_results = write_epoch(exp, run, train_scores, data.train_y.cpu(), True, epoch)
-            test_results = write_epoch(exp, run, test_scores, data.test_y.cpu(), False, epoch)
-            for net, ind_id in enumerate(run.ind_ids):
-                save_weights(exp.weights_path(ind_id, epoch), CLUSTNET, model, data.image_shape, optimisers,
-                             generators, net, epoch, run.ini_texts[net])
+            # What writing costs the training thread: the accuracies, the weights' snapshot,
+            # and waiting for the previous epoch's files when the writer lags behind.
+            train_results, train_writes = epoch_writes(exp, run, train_scores, train_labels, True, epoch)
+            test_results, test_writes = epoch_writes(exp, run, test_scores, test_labels, False, epoch)
+            writer.submit(train_writes + test_writes + weights_writes(exp, run, epoch))
             written = time.perf_counter() - start - seconds
             for net, ind_id in enumerate(run.ind_ids):
                 print(f"net {ind_id} epoch {epoch}: "
