@@ -3,12 +3,14 @@
 #   DATA: for MNIST, the folder holding MNIST/raw/ (e.g. ../shared/data);
 #         for CIFAR-10, the image folder holding train/ and test/ (e.g. /tmp/cifar/CIFAR10-jpg).
 #   JOBS=n runs up to n trainVal.py processes at once (default 1: one after another).
-#   PYTHON picks the interpreter (default python3); EXTRA holds more trainVal.py options.
+#   PYTHON picks the interpreter (default python3); EXTRA holds more trainVal.py options;
+#   CONFIG the config file (default clust.config, the published method).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 JOBS="${JOBS:-1}"
 EXTRA="${EXTRA:-}"
+CONFIG="${CONFIG:-clust.config}"
 
 if [ $# -lt 1 ]; then
     echo "usage: $0 DATA [EPOCHS]" >&2
@@ -31,9 +33,9 @@ train() {
     # One trainVal.py run, in the background when JOBS > 1.
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
     if [ "$JOBS" -gt 1 ]; then
-        "$PYTHON" "$ROOT/code/trainVal.py" -c clust.config --progress False $EXTRA "$@" &
+        "$PYTHON" "$ROOT/code/trainVal.py" -c "$CONFIG" --progress False $EXTRA "$@" &
     else
-        "$PYTHON" "$ROOT/code/trainVal.py" -c clust.config $EXTRA "$@"
+        "$PYTHON" "$ROOT/code/trainVal.py" -c "$CONFIG" $EXTRA "$@"
     fi
 }
 

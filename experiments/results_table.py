@@ -1,6 +1,6 @@
 """Print the README's Results tables (markdown) from the studies' and baselines' CSVs.
 
-Reads, for each dataset, what the study scripts wrote with `processResults.py --acc_evol`
+Reads, for each dataset, what the study scripts (and gate_study.sh) wrote with `processResults.py --acc_evol`
 (`vis/<exp>/<exp>_testError.csv`) and what baselines.py wrote (`vis/baselines_<name>/baselines.csv`),
 and gives the final epoch's test accuracies: mean +- std over seeds for the seed study, one
 value per setting for the batch size x learning rate sweep.
@@ -17,8 +17,13 @@ import pandas as pd  # noqa: E402
 
 from clustnet.layout import Experiment  # noqa: E402
 
-DATASETS = {"MNIST": ("linDet", "linDet2", "baselines_mnist"),
-            "CIFAR-10": ("linDet_cifar", "linDet2_cifar", "baselines_cifar")}
+DATASETS = {"MNIST": ("linDet", "linDet2", "baselines_mnist", "mnist"),
+            "CIFAR-10": ("linDet_cifar", "linDet2_cifar", "baselines_cifar", "cifar")}
+# experiments/gate_study.sh's variants: clust_best.config, then each ingredient removed.
+GATE_VARIANTS = {"best": "clust_best.config", "no_views": "without the consistency of two views",
+                 "no_augmentation": "without augmentation (both views the image itself)",
+                 "no_balance": "without the per-group balance",
+                 "binary_grad": "with the binary loss reaching the CN (straight-through)"}
 ACCURACIES = ["binary", "pos_clust", "neg_clust"]
 
 
@@ -30,17 +35,31 @@ def percent(values):
     return f"{values.mean():.1f}" if len(values) == 1 else f"{values.mean():.1f} +- {values.std(ddof=1):.1f}"
 
 
-def final_epochs(exp_id):
+def final_epochs(exp_id, epoch=None):
+    """The rows of `epoch` (default: the last one) in the experiment's --acc_evol CSV."""
     path = Experiment(exp_id).vis_dir / f"{exp_id}_testError.csv"
     if not path.is_file():
         return None
     table = pd.read_csv(path)
-    return table[table.epoch == table.epoch.max()]
+    return table[table.epoch == (table.epoch.max() if epoch is None else epoch)]
 
 
 def rows_for(dataset):
-    sweep_id, seeds_id, baselines_id = DATASETS[dataset]
+    sweep_id, seeds_id, baselines_id, gate_name = DATASETS[dataset]
     rows = []
+    gate_epochs = set()
+    for variant, description in GATE_VARIANTS.items():
+        gate = final_epochs(f"gate_{variant}_{gate_name}")
+        if gate is not None and len(gate):
+            gate_epochs.add(int(gate.epoch.iloc[0]))
+            rows.append([f"ClustNet, {description}, {len(gate)} seeds (`gate_{variant}_{gate_name}`)",
+                         int(gate.epoch.iloc[0])] + [percent(gate[name]) for name in ACCURACIES])
+    # The ablations may be shorter than the best method's run: its numbers at their epoch too.
+    for epoch in sorted(gate_epochs)[:-1]:
+        gate = final_epochs(f"gate_best_{gate_name}", epoch)
+        if gate is not None and len(gate):
+            rows.append([f"ClustNet, clust_best.config at epoch {epoch}, {len(gate)} seeds (`gate_best_{gate_name}`)",
+                         epoch] + [percent(gate[name]) for name in ACCURACIES])
     seeds = final_epochs(seeds_id)
     if seeds is not None:
         rows.append([f"ClustNet, batch size 4, lr 0.01, {len(seeds)} seeds (`{seeds_id}`)", int(seeds.epoch.iloc[0])]

@@ -21,13 +21,20 @@ def group_masks(targets):
     return F.one_hot(targets, 2).to(torch.float32)
 
 
+def mean_over_present_groups(values, masks):
+    """(N, 2) a value per group -> (N,) their mean over the groups that have images in the
+    batch (at batch size 4 a group is often absent)."""
+    present = (masks.sum(dim=1) > 0).to(values.dtype)
+    return (values * present).sum(dim=1) / present.sum(dim=1).clamp_min(1)
+
+
 def group_balance(probs, targets):
-    """(N,) mean over the two groups of the entropy of the group's mean p in the batch: high
-    when each group spreads over all the DNs. A group absent from the batch counts 0."""
+    """(N,) mean over the groups of the entropy of the group's mean p in the batch: high
+    when each group spreads over all the DNs."""
     masks = group_masks(targets)
     sums = torch.einsum("nbg,nbk->ngk", masks, probs)
     means = sums / masks.sum(dim=1).unsqueeze(-1).clamp_min(1)
-    return entropy(means).mean(dim=1)
+    return mean_over_present_groups(entropy(means), masks)
 
 
 def group_mutual_information(probs, other_probs, targets):
@@ -35,13 +42,31 @@ def group_mutual_information(probs, other_probs, targets):
     two views of the same images (Invariant Information Clustering, Ji et al. 2019): the
     joint distribution of (DN for view 1, DN for view 2) over the group's images of the
     batch, symmetrised; MI = sum P log(P / (P_i P_j)). High when both views of an image go
-    to the same DN and the group uses every DN equally. A group absent from the batch counts 0."""
-    joint = torch.einsum("nbg,nbk,nbl->ngkl", group_masks(targets), probs, other_probs)
+    to the same DN and the group uses every DN equally."""
+    masks = group_masks(targets)
+    joint = torch.einsum("nbg,nbk,nbl->ngkl", masks, probs, other_probs)
     joint = (joint + joint.transpose(-1, -2)) / 2
     joint = joint / joint.sum(dim=(-1, -2), keepdim=True).clamp_min(TINY)
     row, column = joint.sum(dim=-1, keepdim=True), joint.sum(dim=-2, keepdim=True)
     ratio = joint.clamp_min(TINY) / (row * column).clamp_min(TINY)
-    return (joint * torch.log(ratio)).sum(dim=(-1, -2)).mean(dim=1)
+    return mean_over_present_groups((joint * torch.log(ratio)).sum(dim=(-1, -2)), masks)
+
+
+def view_disagreement(probs, other_probs):
+    """(N,) mean over the images of -log(p . p'), p and p' the CN's distributions on two views
+    of an image (SCAN's consistency term, Van Gansbeke et al. 2020): 0 when both views are
+    sent to the same DN with certainty."""
+    return -torch.log((probs * other_probs).sum(dim=-1).clamp_min(TINY)).mean(dim=1)
+
+
+def self_labelling(logits, other_probs, threshold):
+    """(N,) cross-entropy of the CN's logits on one view with the DN that the other view
+    picks, over the images where that choice is confident (max p' > threshold; SCAN's
+    self-labelling step, FixMatch's pseudo-labels). 0 when no image is confident."""
+    confidence, label = other_probs.detach().max(dim=-1)
+    confident = (confidence > threshold).to(logits.dtype)
+    cross_entropy = -F.log_softmax(logits, dim=-1).gather(-1, label.unsqueeze(-1)).squeeze(-1)
+    return (cross_entropy * confident).sum(dim=1) / confident.sum(dim=1).clamp_min(1)
 
 
 def gate_terms(out, other_probs, targets, opts):
@@ -51,13 +76,17 @@ def gate_terms(out, other_probs, targets, opts):
     loss = torch.zeros(out.probs.shape[0], device=out.probs.device)
     if opts.iic:
         loss = loss - opts.iic * group_mutual_information(out.probs, other_probs, targets)
+    if opts.consistency:
+        loss = loss + opts.consistency * view_disagreement(out.probs, other_probs)
+    if opts.self_label:
+        loss = loss + opts.self_label * self_labelling(out.logits, other_probs, opts.self_label_threshold)
     if opts.group_divers:
         loss = loss - opts.group_divers * group_balance(out.probs, targets)
     return loss
 
 
 def needs_second_view(opts):
-    return bool(opts.iic)
+    return bool(opts.iic or opts.consistency or opts.self_label)
 
 
 def smallest_loss_experts(experts, targets):

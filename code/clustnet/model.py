@@ -180,6 +180,7 @@ class ClustNet(nn.Module):
         self.n_nets = n_nets
         self.decision = opts.decision_clu
         self.temperature = opts.temperature
+        self.binary_grad = opts.cn_binary_grad
         self.encoder = Encoder(n_nets, image_shape, opts.encnblayers, opts.encnbfilters, opts.enchidd_repr_size)
         self.cn = StackedMLP(n_nets, [opts.enchidd_repr_size] + [opts.clhidd_repr_size] * (opts.clnblayers - 1)
                              + [opts.clust])
@@ -202,6 +203,8 @@ class ClustNet(nn.Module):
         logits = self.cn(z)
         probs = F.softmax(logits, dim=-1)
         h = gate(probs, logits, self.decision, self.training, noise, self.temperature)
+        if not self.binary_grad:
+            h = h.detach()
         experts = self.dn(z)
         mixed = (h.unsqueeze(-1) * experts).sum(dim=2)
         return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, z)

@@ -99,9 +99,20 @@ OPTIONS = [
     Option("aug_scale", float, 0.0, "augmentation: random zoom by a factor in [1 - v, 1 + v]", minimum=0.0),
     Option("iic", float, 0.0, "weight of the mutual information between the CN's p on two augmented views of "
                               "each image, within each binary group (IIC), subtracted from the loss", minimum=0.0),
+    Option("consistency", float, 0.0, "weight of -log(p . p'), p and p' the CN's distributions on two augmented "
+                                      "views of each image (SCAN's consistency term), added to the loss",
+           minimum=0.0),
+    Option("self_label", float, 0.0, "weight of the cross-entropy of the CN on one view with the DN its p picks "
+                                     "on the other view, where that p is confident (SCAN's self-labelling)",
+           minimum=0.0),
+    Option("self_label_threshold", float, 0.99, "--self_label: the confidence (max p) above which a choice "
+                                                "becomes a target", minimum=0.0),
     Option("group_divers", float, 0.0, "weight of the entropy of the mean p within each binary group of the "
                                        "batch, subtracted from the loss (a balanced use of the DNs per group)",
            minimum=0.0),
+    Option("cn_binary_grad", parse_bool, True, "False: the binary loss does not reach the CN through the gate's "
+                                               "straight-through estimator; the CN learns from its own terms "
+                                               "(--iic, --consistency, --self_label, --group_divers) only"),
     Option("clu_train_mode", str, "joint", "joint: one loss trains CN and DNs; separated (published code, needs "
                                            "--batch_period > 0): in the CN's turns its target is the DN with the "
                                            "smallest binary loss on each image, or a random DN",

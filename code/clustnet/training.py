@@ -19,7 +19,9 @@ from .other_models import build_model
 from .checkpoint import initialise, restore, weights_bytes, write_bytes
 from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
+from .augment import N_UNIFORMS, augmenting, random_affine
 from .layout import CLUSTNET, Experiment
+from .losses import entropy, gate_terms, needs_second_view, scheduled_value, separated_cn_loss
 from .metrics import accuracies, confusion_matrix
 from .model import needs_noise
 from .options import options_ini
@@ -68,10 +70,6 @@ def set_learning_rates(optimisers, opts, epoch):
             group["lr"] = lr_at(schedules[name], epoch, opts.epochs)
 
 
-def entropy(probs, dim=-1):
-    return -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=dim)
-
-
 def nll(log_probs, targets):
     """(N, B, 2) log-probabilities, (N, B) targets -> (N,) mean negative log-likelihood."""
     return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(dim=1)
@@ -116,6 +114,10 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     device = images.device
     order = torch.stack([torch.randperm(n_images, generator=g) for g in generators]).to(device)
     noise = uniform_noise(generators, n_images, opts.clust, device)
+    views = uniform_noise(generators, n_images, 2 * N_UNIFORMS, device) if augmenting(opts) else None
+    separated = opts.clu_train_mode == "separated"
+    cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
+    smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
     n_steps = -(-n_images // batch_size)
     step_losses = torch.zeros(n_nets, n_steps, device=device)
     log_probs = torch.empty(n_nets, n_images, 2, device=device)
@@ -130,15 +132,25 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
         for step in steps:
             batch = slice(step * batch_size, (step + 1) * batch_size)
             index = order[:, batch]
-            batch_log_probs, batch_probs = model(images[index], noise[:, batch])
-            losses = net_losses(batch_log_probs, batch_probs, targets[index], opts)
+            batch_images, batch_targets = images[index], targets[index]
+            first = batch_images if views is None else random_affine(batch_images, views[:, batch, :N_UNIFORMS], opts)
+            out = model.outputs(first, noise[:, batch])
+            phase = (step // max(opts.batch_period, 1)) % len(phases)
+            if separated and phase == 0:  # the CN's turn: its hard-EM target
+                losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
+            else:
+                second_probs = out.probs
+                if needs_second_view(opts) and views is not None:
+                    second_probs = model.cluster_probs(random_affine(batch_images, views[:, batch, N_UNIFORMS:], opts))
+                losses = (net_losses(out.log_probs, out.probs, batch_targets, opts)
+                          + gate_terms(out, second_probs, batch_targets, opts))
             model.zero_grad(set_to_none=True)
             losses.sum().backward()
-            for optimiser in phases[(step // max(opts.batch_period, 1)) % len(phases)]:
+            for optimiser in phases[phase]:
                 optimiser.step()
             step_losses[:, step] = losses.detach()
-            log_probs[:, batch] = batch_log_probs.detach()
-            cluster_probs[:, batch] = batch_probs.detach()
+            log_probs[:, batch] = out.log_probs.detach()
+            cluster_probs[:, batch] = out.probs.detach()
     check_finite(step_losses, epoch)
     return Scores(in_set_order(log_probs, order).cpu(), in_set_order(cluster_probs, order).cpu(),
                   step_losses.mean(dim=1).cpu())

@@ -1,0 +1,277 @@
+"""The research options on the gate (issue 11): each term against a hand-computed value,
+nets of a --seeds run kept apart, the affine views, the separated mode's targets and schedule."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from clustnet.augment import affine_matrices, random_affine
+from clustnet.losses import (gate_terms, group_balance, group_mutual_information, scheduled_value,
+                             separated_cn_loss, smallest_loss_experts)
+from clustnet.model import GateOutputs
+
+LOG2 = math.log(2)
+
+
+def mutual_information_by_hand(p1, p2):
+    """MI of the symmetrised joint sum_i (p1_i p2_i^T + p2_i p1_i^T) / 2, normalised, by loops."""
+    k = len(p1[0])
+    joint = np.zeros((k, k))
+    for a, b in zip(p1, p2):
+        for i in range(k):
+            for j in range(k):
+                joint[i, j] += (a[i] * b[j] + b[i] * a[j]) / 2
+    joint /= joint.sum()
+    rows, columns = joint.sum(axis=1), joint.sum(axis=0)
+    return sum(joint[i, j] * math.log(joint[i, j] / (rows[i] * columns[j]))
+               for i in range(k) for j in range(k) if joint[i, j] > 0)
+
+
+def test_mutual_information_of_two_confident_views_is_log_k():
+    # Group 1: two images, each sent confidently to its own DN by both views -> MI = log 2.
+    # Group 0: two images with a uniform p -> MI = 0. The mean over the two groups: log(2) / 2.
+    p = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.5, 0.5]]])
+    targets = torch.tensor([[1, 1, 0, 0]])
+    assert group_mutual_information(p, p, targets).item() == pytest.approx(LOG2 / 2, abs=1e-6)
+
+
+def test_mutual_information_equals_the_hand_computed_value():
+    p1 = [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]]
+    p2 = [[0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]
+    targets = torch.tensor([[1, 1, 1]])
+    got = group_mutual_information(torch.tensor([p1]), torch.tensor([p2]), targets).item()
+    # Only group 1 has images: the mean runs over the groups present.
+    assert got == pytest.approx(mutual_information_by_hand(p1, p2), rel=1e-5)
+
+
+def test_mutual_information_is_computed_within_each_group():
+    # Across the groups the views agree perfectly, but inside each group every image goes
+    # to the same DN: no information within a group.
+    p = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
+    targets = torch.tensor([[1, 1, 0, 0]])
+    assert group_mutual_information(p, p, targets).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_group_balance_by_hand():
+    # Group 1 spreads over both DNs (entropy log 2), group 0 uses one DN (entropy 0).
+    p = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
+    targets = torch.tensor([[1, 1, 0, 0]])
+    assert group_balance(p, targets).item() == pytest.approx(LOG2 / 2, abs=1e-6)
+
+
+def gate_options(**weights):
+    """The default options (every term off), with the given weights."""
+    from clustnet.options import parse_options
+    opts = parse_options([])
+    vars(opts).update(weights)
+    return opts
+
+
+def outputs(probs):
+    return GateOutputs(log_probs=None, probs=probs, logits=torch.log(probs), hard=None, experts=None, z=None)
+
+
+def test_gate_terms_are_subtracted_with_their_weights():
+    p = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
+    targets = torch.tensor([[1, 1, 0, 0]])
+    opts = gate_options(iic=2.0, consistency=0.0, group_divers=0.0)
+    assert gate_terms(outputs(p), p, targets, opts).item() == pytest.approx(-2 * LOG2 / 2, abs=1e-6)
+    opts = gate_options(iic=0.0, consistency=0.0, group_divers=3.0)
+    assert gate_terms(outputs(p), p, targets, opts).item() == pytest.approx(-3 * LOG2 / 2, abs=1e-6)
+    opts = gate_options(iic=0.0, consistency=0.0, group_divers=0.0)
+    assert gate_terms(outputs(p), p, targets, opts).item() == 0
+    # Consistency: the second view sends image 0 half to each DN: -log(1 * 0.5) / 4 images.
+    other = p.clone()
+    other[0, 0] = torch.tensor([0.5, 0.5])
+    opts = gate_options(iic=0.0, consistency=4.0, group_divers=0.0)
+    assert gate_terms(outputs(p), other, targets, opts).item() == pytest.approx(4 * LOG2 / 4, abs=1e-6)
+
+
+def test_seeds_nets_do_not_leak_into_each_others_terms():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 6, 3, generator=generator, requires_grad=True)
+    other = torch.randn(2, 6, 3, generator=generator).softmax(dim=-1)
+    targets = torch.randint(0, 2, (2, 6), generator=generator)
+    opts = gate_options(iic=1.0, consistency=0.7, group_divers=0.5)
+    probs = logits.softmax(dim=-1)
+    terms = gate_terms(outputs(probs), other, targets, opts)
+    alone = gate_terms(outputs(probs[1:]), other[1:], targets[1:], opts)
+    assert terms[1].item() == pytest.approx(alone[0].item(), rel=1e-6)
+    terms[0].backward()
+    assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
+
+
+def test_affine_views_rotate_and_shift_as_asked():
+    image = torch.arange(16.0).view(1, 1, 1, 4, 4)
+    quarter_turn = SimpleNamespace(aug_rotation=90, aug_shift=0, aug_scale=0)
+    rotated = random_affine(image, torch.tensor([[[1.0, 0.5, 0.5, 0.5]]]), quarter_turn)
+    assert torch.allclose(rotated[0, 0, 0], torch.rot90(image[0, 0, 0], 1, (0, 1)), atol=1e-5)
+    # A shift of a quarter of the image: one pixel of 4, the border repeated.
+    quarter_shift = SimpleNamespace(aug_rotation=0, aug_shift=0.25, aug_scale=0)
+    shifted = random_affine(image, torch.tensor([[[0.5, 0.5, 1.0, 0.5]]]), quarter_shift)
+    expected = torch.cat([image[0, 0, 0, :, 1:], image[0, 0, 0, :, 3:]], dim=1)
+    assert torch.allclose(shifted[0, 0, 0], expected, atol=1e-5)
+    # Uniforms of 0.5 are the identity, whatever the magnitudes.
+    identity = affine_matrices(torch.full((1, 4), 0.5), 30, 0.2, 0.3)
+    assert torch.allclose(identity, torch.tensor([[[1.0, 0, 0], [0, 1, 0]]]))
+
+
+def test_each_image_gets_its_own_view():
+    images = torch.ones(2, 3, 1, 8, 8)
+    images[..., 0:2, 0:2] = 5
+    uniforms = torch.full((2, 3, 4), 0.5)
+    uniforms[1, 2, 0] = 1.0  # only net 1's third image is rotated
+    opts = SimpleNamespace(aug_rotation=90, aug_shift=0, aug_scale=0)
+    views = random_affine(images, uniforms, opts)
+    changed = (views - images).abs().flatten(2).amax(dim=2) > 1e-4
+    assert changed.tolist() == [[False, False, False], [False, False, True]]
+
+
+def test_smallest_loss_expert_and_separated_targets():
+    # Two DNs; image 0 (target 1): DN 1 predicts 1 confidently; image 1 (target 0): DN 0 does.
+    experts = torch.tensor([[[[0.0, -2.0], [0.0, 3.0]], [[2.0, 0.0], [0.0, 1.0]]]])
+    targets = torch.tensor([[1, 0]])
+    assert smallest_loss_experts(experts, targets).tolist() == [[1, 0]]
+    logits = torch.tensor([[[0.0, math.log(3)], [math.log(3), 0.0]]])  # p = (1/4, 3/4), (3/4, 1/4)
+    out = GateOutputs(log_probs=None, probs=logits.softmax(-1), logits=logits, hard=None, experts=experts, z=None)
+    # share 1: targets are the smallest-loss DNs (1, 0), each of probability 3/4.
+    uniforms = torch.tensor([[[0.3, 0.9], [0.6, 0.9]]])
+    assert separated_cn_loss(out, targets, uniforms, 1.0).item() == pytest.approx(-math.log(0.75), rel=1e-6)
+    # share 0: targets are drawn from column 1: 0.9 * 2 -> DN 1 for both (3/4 and 1/4).
+    expected = -(math.log(0.75) + math.log(0.25)) / 2
+    assert separated_cn_loss(out, targets, uniforms, 0.0).item() == pytest.approx(expected, rel=1e-6)
+    # share 0.5: image 0 (u = 0.3) smallest-loss DN 1, image 1 (u = 0.6) random DN 1.
+    assert separated_cn_loss(out, targets, uniforms, 0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_schedule_is_the_published_one():
+    values, epochs = [0.9, 0.5, 0.1], [0, 1, 2]
+    assert [scheduled_value(values, epochs, e) for e in (0, 1, 2, 5)] == [0.9, 0.5, 0.1, 0.1]
+    assert scheduled_value([0.2, 1.0], [2, 6], 1) == 0.2
+    assert scheduled_value([0.2, 1.0], [2, 6], 4) == pytest.approx(0.6)
+
+
+def write_separable_mnist(root, n_per_class):
+    """An MNIST layout whose 10 classes are a bright square each at its own place, 28x28."""
+    from conftest import class_images, write_idx
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, seed in (("train", 0), ("t10k", 1)):
+        images, labels = class_images(n_per_class, seed=seed)
+        order = np.random.default_rng(seed).permutation(len(labels))
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images[order, 0])
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels[order])
+    return root
+
+
+def last_test_accuracies(stdout):
+    import re
+    rows = re.findall(r"net (\d+) epoch (\d+): .*test loss \S+ binary (\S+)% pos (\S+)% neg (\S+)%", stdout)
+    last = max(int(r[1]) for r in rows)
+    return [tuple(float(v) for v in r[2:]) for r in rows if int(r[1]) == last]
+
+
+def test_views_and_balance_find_the_subclasses_of_a_generated_dataset(tmp_path):
+    from conftest import TINY, run_cli
+    data = write_separable_mnist(tmp_path / "data", 100)
+    found = run_cli("trainVal.py", "-c", "clust_best.config", "--exp_id", "views", "--data_dir", data,
+                    "--batch_size", "50", "--epochs", "8", "--lr", "0.003", "--seeds", "1", "2",
+                    "--aug_rotation", "5", "--aug_shift", "0.02", *TINY)
+    assert found.returncode == 0, found.stderr
+    for binary, pos, neg in last_test_accuracies(found.stdout):
+        assert binary > 95 and pos > 90 and neg > 90, found.stdout
+
+
+def tiny_model_and_batch(*argv):
+    from clustnet.model import ClustNet
+    from clustnet.options import parse_options
+    from clustnet.training import make_optimisers
+    opts = parse_options(["--encnbfilters", "2", "--enchidd_repr_size", "8", "--clhidd_repr_size", "8",
+                          "--clust", "3", *argv])
+    generators = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+    model = ClustNet(2, (1, 16, 16), opts)
+    model.reset_parameters(generators)
+    images = torch.randn(16, 1, 16, 16, generator=generators[0])
+    targets = torch.arange(16) % 2
+    return opts, model, make_optimisers(model, opts), images, targets, generators
+
+
+def test_without_binary_grad_the_cn_learns_from_its_own_terms_only():
+    opts, model, _, images, targets, _ = tiny_model_and_batch("--cn_binary_grad", "False")
+    log_probs, _ = model(images.expand(2, *images.shape), torch.rand(2, 16, 3))
+    (-log_probs[..., 1].sum()).backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.cn_parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder_dn_parameters())
+
+
+def test_separated_mode_trains_the_cn_on_its_targets_in_its_turns():
+    from clustnet.training import train_epoch
+    opts, model, optimisers, images, targets, generators = tiny_model_and_batch(
+        "--clu_train_mode", "separated", "--batch_period", "1", "--batch_size", "8", "--progress", "False",
+        "--rand_prop_val_sched", "1", "--rand_prop_epo_sched", "0")
+    cn_names = {name for name, _ in model.named_parameters() if name.startswith("cn.")}
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    # One batch: the CN's turn, which steps the CN alone.
+    train_epoch(model, optimisers, images[:8], targets[:8], generators, opts, 1)
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed == cn_names
+    # Two batches: the CN's turn, then the encoder's and DNs' turn.
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    train_epoch(model, optimisers, images, targets, generators, opts, 1)
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed == set(before)
+
+
+def test_the_default_training_step_is_still_the_published_one():
+    """With every research option off, an epoch equals the published step written out by
+    hand: the same random draws (order, then gate uniforms; nothing more), the binary NLL
+    alone, both optimisers stepping together."""
+    from clustnet.training import nll, train_epoch
+    opts, model, optimisers, images, targets, generators = tiny_model_and_batch(
+        "--batch_size", "4", "--progress", "False")
+    _, reference, reference_optimisers, _, _, reference_generators = tiny_model_and_batch(
+        "--batch_size", "4", "--progress", "False")
+    train_epoch(model, optimisers, images, targets, generators, opts, 1)
+    order = torch.stack([torch.randperm(16, generator=g) for g in reference_generators])
+    noise = torch.stack([torch.rand(16, 3, generator=g) for g in reference_generators])
+    reference.train()
+    for start in range(0, 16, 4):
+        index = order[:, start:start + 4]
+        log_probs, _ = reference(images[index], noise[:, start:start + 4])
+        reference.zero_grad()
+        nll(log_probs, targets[index]).sum().backward()
+        for optimiser in reference_optimisers.values():
+            optimiser.step()
+    for (name, trained), expected in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(trained, expected, atol=1e-6), name
+
+
+RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1", "--iic", "0.5",
+            "--consistency", "1", "--group_divers", "1", "--self_label", "1", "--self_label_threshold", "0.3",
+            "--cn_binary_grad", "False"]
+
+
+def test_seeds_train_with_every_gate_term_as_if_alone(mnist_dir, output_root):
+    from conftest import TINY, run_cli
+    from clustnet.layout import Experiment
+    for exp_id, seeds in (("pair", ["--seeds", "1", "2"]), ("alone", ["--seed", "2"])):
+        result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", exp_id, "--epochs", "1",
+                         "--data_dir", mnist_dir, "--batch_size", "8", *TINY, *RESEARCH, *seeds)
+        assert result.returncode == 0, result.stderr
+    beside, single = (torch.load(Experiment(e, root=output_root).weights_path(i, 1), weights_only=False)["model"]
+                      for e, i in (("pair", 2), ("alone", 1)))
+    for name in single:
+        assert torch.allclose(beside[name], single[name], rtol=0, atol=1e-5), name
+
+
+def test_self_labelling_uses_the_confident_choices_of_the_other_view_only():
+    from clustnet.losses import self_labelling
+    logits = torch.log(torch.tensor([[[0.75, 0.25], [0.75, 0.25], [0.2, 0.8]]]))
+    other = torch.tensor([[[0.995, 0.005], [0.6, 0.4], [0.001, 0.999]]])
+    # Images 0 and 2 are confident (labels 0 and 1), image 1 is not: (-log .75 - log .8) / 2.
+    expected = -(math.log(0.75) + math.log(0.8)) / 2
+    assert self_labelling(logits, other, 0.99).item() == pytest.approx(expected, rel=1e-6)
+    assert self_labelling(logits, other, 0.9999).item() == 0
