@@ -4,7 +4,8 @@ Prints a table: for each batch size, training and evaluation images per second o
 MNIST-shaped random data, the seconds one full epoch's artifacts take to write, and with
 --data_dir a real trainVal.py MNIST epoch (seconds without writing, with writing in the
 training thread and with the background writer, peak memory, test accuracy); one more row
-for several seeds trained together."""
+for several seeds trained together. Then, per batch size, the milliseconds of a training step
+of the published method and of clust_best.config (two augmented views, terms on the gate)."""
 
 import argparse
 import platform
@@ -12,7 +13,7 @@ import sys
 
 import torch
 
-from clustnet.benchmarking import benchmark
+from clustnet.benchmarking import benchmark, gate_terms_cost
 
 
 def parse_arguments(argv):
@@ -47,6 +48,10 @@ def main(argv):
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
     if args.csv:
         table.to_csv(args.csv, index=False)
+    if not args.real_only:
+        print("\nthe cost of clust_best.config's terms per training step (one net):")
+        print(gate_terms_cost(args.batch_sizes, args.images, device).to_string(
+            index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 if __name__ == "__main__":

@@ -275,3 +275,11 @@ def test_self_labelling_uses_the_confident_choices_of_the_other_view_only():
     expected = -(math.log(0.75) + math.log(0.8)) / 2
     assert self_labelling(logits, other, 0.99).item() == pytest.approx(expected, rel=1e-6)
     assert self_labelling(logits, other, 0.9999).item() == 0
+
+
+def test_the_benchmark_times_the_step_of_both_configs():
+    from clustnet.benchmarking import gate_terms_cost
+    table = gate_terms_cost([8, 16], 64, torch.device("cpu"))
+    assert list(table.columns) == ["batch_size", "published_step_ms", "clust_best_step_ms", "x_published"]
+    assert table.batch_size.tolist() == [8, 16] and (table.drop(columns="batch_size") > 0).all().all()
+    assert np.allclose(table.x_published, table.clust_best_step_ms / table.published_step_ms)

@@ -187,6 +187,17 @@ BAD_INPUTS = [
     ("two modes at once", lambda t, m, f: ["--pretrain", "True", "--pretrain_cae", "True"], r"choose one mode"),
     ("a seed given twice", lambda t, m, f: ["--data_dir", m, "--seeds", "1", "2", "1"],
      r"^--seeds 1 2 1: seed 1 is given more than once; each seed trains one net"),
+    ("a zoom of 100% or more", lambda t, m, f: ["--data_dir", m, "--aug_scale", "1"], r"^--aug_scale 1.0: must be below 1"),
+    ("a negative term weight", lambda t, m, f: ["--data_dir", m, "--consistency", "-1"],
+     r"^--consistency -1.0: must be at least 0"),
+    ("separated mode without turns", lambda t, m, f: ["--data_dir", m, "--clu_train_mode", "separated"],
+     r"^--clu_train_mode separated alternates CN and DN turns: give --batch_period 1 or more"),
+    ("schedules of different lengths", lambda t, m, f: ["--data_dir", m, "--rand_prop_val_sched", "0.5",
+                                                        "--rand_prop_epo_sched", "0", "1"],
+     r"^--rand_prop_val_sched and --rand_prop_epo_sched need the same number of values \(1 and 2\)"),
+    ("a probability above 1", lambda t, m, f: ["--data_dir", m, "--rand_prop_val_sched", "0.5", "1.5", "1",
+                                               "--rand_prop_epo_sched", "0", "1", "2"],
+     r"^--rand_prop_val_sched 1.5: a probability must be at most 1"),
 ]
 
 

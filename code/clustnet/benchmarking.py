@@ -42,9 +42,9 @@ def timed(function, device):
     return time.perf_counter() - start, result
 
 
-def default_options(batch_size, extra=()):
-    """clust.config's architecture and optimiser, no progress bar."""
-    return parse_options(["-c", str(PROJECT_ROOT / "clust.config"), "--batch_size", str(batch_size),
+def default_options(batch_size, extra=(), config="clust.config"):
+    """`config`'s options (by default the published method's), no progress bar."""
+    return parse_options(["-c", str(PROJECT_ROOT / config), "--batch_size", str(batch_size),
                           "--progress", "False", *extra])
 
 
@@ -63,16 +63,29 @@ def random_images(n_images, device, seed=0):
     return images.to(device), torch.randint(0, 2, (n_images,), generator=generator).to(device)
 
 
-def train_speed(batch_size, n_nets, n_images, device):
+def train_speed(batch_size, n_nets, n_images, device, config="clust.config"):
     """Training images per second (all nets together) over `n_images` images after a warm-up."""
     steps = max(1, n_images // batch_size)
-    opts = default_options(batch_size)
+    opts = default_options(batch_size, config=config)
     model, optimisers, generators = build(n_nets, opts, device)
     images, targets = random_images(steps * batch_size, device)
     warmup = WARMUP_STEPS * batch_size
     train_epoch(model, optimisers, images[:warmup], targets[:warmup], generators, opts, 1)
     seconds, _ = timed(lambda: train_epoch(model, optimisers, images, targets, generators, opts, 1), device)
     return n_nets * len(images) / seconds
+
+
+def gate_terms_cost(batch_sizes, n_images, device):
+    """The cost of clust_best.config's training (two augmented views, its terms on the gate)
+    against the published step's, on one net: milliseconds per step at each batch size."""
+    rows = []
+    for batch_size in batch_sizes:
+        row = {"batch_size": batch_size}
+        for name, config in (("published", "clust.config"), ("clust_best", "clust_best.config")):
+            row[f"{name}_step_ms"] = 1000 * batch_size / train_speed(batch_size, 1, n_images, device, config)
+        row["x_published"] = row["clust_best_step_ms"] / row["published_step_ms"]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def eval_speed(n_nets, device, n_images=MNIST_SIZES[1]):
