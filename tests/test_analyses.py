@@ -260,3 +260,22 @@ def test_the_script_runs_from_the_root_one_analysis_after_another(trained):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == ["error: net 1 of experiment 'tiny' has no epoch 4 (epochs 0..2)"]
     assert "net1_weightsDistances.png" in result.stdout and "net2_weightsDistances.png" not in result.stdout
+
+
+def test_the_analyses_table_builds_the_parser_and_runs_in_its_order(experiment, capsys, monkeypatch):
+    """One table (flag, argparse keywords, function) gives the command line and what runs:
+    an entry added to it is a new analysis, run in the table's order whatever the order of
+    the flags."""
+    calls = []
+
+    def run_extra(study, value):
+        calls.append(("extra", value, study.exp.exp_id))
+        return ["extra-file"]
+    extra = analyses.Analysis("extra", dict(nargs=1, type=int, metavar="K", help="a test analysis"), run_extra)
+    monkeypatch.setattr(analyses, "ANALYSES", (extra, *analyses.ANALYSES))
+    assert run_in_process(analyses.main, ["--exp_id", EXP, "--cludis", "--extra", "7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert calls == [("extra", [7], EXP)]
+    assert lines[0] == "wrote extra-file"
+    assert lines[1:] == [f"wrote {experiment.cludis_path(net, False)}" for net in (1, 2)]
+    assert "nothing to do: give one or more of --extra, --acc_evol" in error_line(capsys)

@@ -3,12 +3,15 @@
 Each analysis reads the experiment through `layout` (nets' .ini files, scores CSVs,
 weights files), returns the numbers behind its figure, and writes its files in vis/X/.
 Scores are read in a thread pool, one CSV per task, and reduced with numpy: no Python
-runs per CSV row.
+runs per CSV row. The flags of `processResults.py`, and the order in which the analyses run,
+come from one table, ANALYSES: a new analysis is one entry there.
 """
 
 import argparse
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -395,59 +398,105 @@ class AnalysisParser(argparse.ArgumentParser):
         raise ClustNetError(message)
 
 
+def check_tsne(value):
+    if not value[1].isdigit():
+        raise ClustNetError(f"--tsne {value[0]} {value[1]}: N must be a number of images")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One analysis of processResults.py: its flag, the argparse keywords of that flag, and
+    run(study, value), which does the analysis with the flag's value and returns what it
+    wrote (each printed as a `wrote ...` line). `check(value)`, if any, vets the value
+    before the experiment is read."""
+    flag: str
+    spec: dict
+    run: Callable
+    check: Callable | None = None
+
+
+def run_acc_evol(study, option_names):
+    accuracy_evolution(study, option_names)
+    exp, train = study.exp, study.train
+    return [exp.accuracy_table_path(train), exp.accuracy_plot_path(train), exp.total_variation_path(train)]
+
+
+def run_weig(study, _value):
+    return [study.exp.weights_distance_path(i) for i in weight_distances(study)]
+
+
+def run_spar(study, option_names):
+    sparsity(study, option_names)
+    return [study.exp.sparsity_path(study.train)]
+
+
+def run_failurecases(study, net_epoch):
+    wrong = failure_cases(study, *net_epoch)
+    return [f"{len(wrong)} misclassified images in {study.exp.failures_dir(*net_epoch, study.train)}"]
+
+
+def run_cludis(study, _value):
+    return [study.exp.cludis_path(i, study.train) for i in cluster_distribution(study)]
+
+
+def run_feat_map_var(study, net_layer):
+    feature_map_variance(study, *net_layer)
+    return [study.exp.feature_variance_path(*net_layer, group, study.train) for group in (True, False)]
+
+
+def run_tsne(study, weights_n):
+    tsne(study, weights_n[0], int(weights_n[1]))
+    return list(study.exp.tsne_paths(os.path.basename(weights_n[0])))
+
+
+# Every analysis, in the order they run when several are asked for (and --help lists them).
+# A new analysis is one entry here.
+ANALYSES = (
+    Analysis("acc_evol", dict(nargs="+", metavar="OPTION",
+                              help="accuracies per epoch of every net, legend from these options' values"),
+             run_acc_evol),
+    Analysis("weig", dict(action="store_true", help="per layer, weight change from epoch to epoch"), run_weig),
+    Analysis("spar", dict(nargs="+", metavar="OPTION",
+                          help="fraction of zero activations per layer and epoch, legend from these options"),
+             run_spar),
+    Analysis("failurecases", dict(nargs=2, type=int, metavar=("NET", "EPOCH"),
+                                  help="write the images misclassified by net NET at epoch EPOCH"),
+             run_failurecases),
+    Analysis("cludis", dict(action="store_true", help="mean sorted CN output per epoch, every net"), run_cludis),
+    Analysis("feat_map_var", dict(nargs=2, type=int, metavar=("NET", "LAYER"),
+                                  help="variance of each DN's activations at layer LAYER across epochs"),
+             run_feat_map_var),
+    Analysis("tsne", dict(nargs=2, metavar=("WEIGHTS", "N"),
+                          help="t-SNE of N images' encoder representations (CAE or ClustNet file) and pixels"),
+             run_tsne, check_tsne),
+)
+
+
 def build_parser():
     parser = AnalysisParser(description="Analyses of a finished ClustNet experiment; files go to vis/<exp_id>/.",
                             allow_abbrev=False)
     parser.add_argument("--exp_id", required=True, help="the experiment to analyse")
     parser.add_argument("--train", action="store_true", help="use the train set's scores and images")
-    parser.add_argument("--acc_evol", nargs="+", metavar="OPTION",
-                        help="accuracies per epoch of every net, legend from these options' values")
-    parser.add_argument("--nets_to_remove", nargs="+", type=int, default=[], metavar="ID",
-                        help="leave these nets out of the analyses of every net")
-    parser.add_argument("--weig", action="store_true", help="per layer, weight change from epoch to epoch")
-    parser.add_argument("--spar", nargs="+", metavar="OPTION",
-                        help="fraction of zero activations per layer and epoch, legend from these options")
-    parser.add_argument("--failurecases", nargs=2, type=int, metavar=("NET", "EPOCH"),
-                        help="write the images misclassified by net NET at epoch EPOCH")
-    parser.add_argument("--cludis", action="store_true", help="mean sorted CN output per epoch, every net")
-    parser.add_argument("--feat_map_var", nargs=2, type=int, metavar=("NET", "LAYER"),
-                        help="variance of each DN's activations at layer LAYER across epochs")
-    parser.add_argument("--tsne", nargs=2, metavar=("WEIGHTS", "N"),
-                        help="t-SNE of N images' encoder representations (CAE or ClustNet file) and pixels")
+    for analysis in ANALYSES:
+        parser.add_argument(f"--{analysis.flag}", **analysis.spec)
+        if analysis.flag == "acc_evol":  # where --help has always listed it
+            parser.add_argument("--nets_to_remove", nargs="+", type=int, default=[], metavar="ID",
+                                help="leave these nets out of the analyses of every net")
     return parser
 
 
 def main(argv):
-    """Run the requested analyses one after another, printing the files each wrote."""
+    """Run the requested analyses one after another, in ANALYSES's order, printing the files
+    each wrote."""
     args = build_parser().parse_args(argv)
-    asked = [args.acc_evol, args.weig, args.spar, args.failurecases, args.cludis, args.feat_map_var, args.tsne]
-    if not any(asked):
-        raise ClustNetError("nothing to do: give one or more of --acc_evol, --weig, --spar, --failurecases, "
-                            "--cludis, --feat_map_var, --tsne")
-    if args.tsne and not args.tsne[1].isdigit():
-        raise ClustNetError(f"--tsne {args.tsne[0]} {args.tsne[1]}: N must be a number of images")
+    asked = [(analysis, getattr(args, analysis.flag)) for analysis in ANALYSES if getattr(args, analysis.flag)]
+    if not asked:
+        raise ClustNetError("nothing to do: give one or more of "
+                            + ", ".join(f"--{analysis.flag}" for analysis in ANALYSES))
+    for analysis, value in asked:
+        if analysis.check:
+            analysis.check(value)
     study = Study(args.exp_id, args.train, args.nets_to_remove)
-    exp, train = study.exp, args.train
-
-    def report(*paths):
-        for path in paths:
-            print(f"wrote {path}", flush=True)
-    if args.acc_evol:
-        accuracy_evolution(study, args.acc_evol)
-        report(exp.accuracy_table_path(train), exp.accuracy_plot_path(train), exp.total_variation_path(train))
-    if args.weig:
-        report(*(exp.weights_distance_path(i) for i in weight_distances(study)))
-    if args.spar:
-        sparsity(study, args.spar)
-        report(exp.sparsity_path(train))
-    if args.failurecases:
-        wrong = failure_cases(study, *args.failurecases)
-        report(f"{len(wrong)} misclassified images in {exp.failures_dir(*args.failurecases, train)}")
-    if args.cludis:
-        report(*(exp.cludis_path(i, train) for i in cluster_distribution(study)))
-    if args.feat_map_var:
-        feature_map_variance(study, *args.feat_map_var)
-        report(*(exp.feature_variance_path(*args.feat_map_var, group, train) for group in (True, False)))
-    if args.tsne:
-        tsne(study, args.tsne[0], int(args.tsne[1]))
-        report(*exp.tsne_paths(os.path.basename(args.tsne[0])))
+    for analysis, value in asked:
+        for written in analysis.run(study, value):
+            print(f"wrote {written}", flush=True)
