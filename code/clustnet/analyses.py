@@ -27,7 +27,7 @@ from .data import binary_targets, load_dataset
 from .errors import ClustNetError
 from .layout import Experiment, atomic_path, read_scores
 from .metrics import accuracies
-from .options import OPTIONS_BY_NAME, format_value, parse_options, unknown_option_message
+from .options import OPTIONS_BY_NAME, format_value, read_saved_options, unknown_option_message
 
 ACCURACY_NAMES = ("binary", "pos_clust", "neg_clust")
 
@@ -72,7 +72,7 @@ class Study:
         """The options net `ind_id` was trained with, from its .ini."""
         if ind_id not in self._options:
             self.check_net(ind_id)
-            self._options[ind_id] = parse_options(["-c", str(self.exp.ini_path(ind_id))])
+            self._options[ind_id] = read_saved_options(self.exp.ini_path(ind_id))
         return self._options[ind_id]
 
     def scored_epochs(self, ind_id):

@@ -10,7 +10,7 @@ from . import layout
 from .other_models import build_model
 from .errors import ClustNetError
 from .model import Encoder, net_state
-from .options import OPTIONS, format_value, options_ini, parse_value
+from .options import format_value, options_from_ini_text, options_ini
 
 
 def slice_optimiser_state(state, net, n_nets):
@@ -62,16 +62,10 @@ def load_checkpoint(path):
     return checkpoint
 
 
-def checkpoint_options(checkpoint):
-    """The options saved inside a weights file, over the defaults, as a Namespace."""
-    values = {option.name: option.default for option in OPTIONS}
-    lines = [line.split("=", 1) for line in checkpoint["options"].splitlines()[1:] if "=" in line]
-    by_name = {option.name: option for option in OPTIONS}
-    for name, text in lines:
-        name = name.strip()
-        if name in by_name:
-            values[name] = parse_value(by_name[name], text.strip(), "in the weights file")
-    return argparse.Namespace(**values)
+def checkpoint_options(checkpoint, path):
+    """The options saved inside the weights file `path`, over the defaults, as a Namespace:
+    read as a net's .ini file is (options.options_from_ini_text)."""
+    return options_from_ini_text(checkpoint["options"], path, "weights file")
 
 
 def load_checkpoint_of(path, kinds, purpose):
@@ -92,7 +86,7 @@ def load_encoder(path):
              if key.startswith("encoder.")}
     if kind not in layout.KINDS or not state or "image_shape" not in checkpoint:
         raise ClustNetError(f"{path} holds no encoder (a {kind} weights file)")
-    opts = checkpoint_options(checkpoint)
+    opts = checkpoint_options(checkpoint, path)
     encoder = Encoder(1, checkpoint["image_shape"], opts.encnblayers, opts.encnbfilters, opts.enchidd_repr_size)
     encoder.load_state_dict(state)
     return encoder.eval(), opts
@@ -101,7 +95,7 @@ def load_encoder(path):
 def load_clustnet(path):
     """A one-net ClustNet from a ClustNet weights file, in eval mode, and its options."""
     checkpoint = load_checkpoint_of(path, (layout.CLUSTNET,), "this")
-    opts = checkpoint_options(checkpoint)
+    opts = checkpoint_options(checkpoint, path)
     model = build_model(layout.CLUSTNET, 1, checkpoint["image_shape"], opts)
     copy_layers(model, checkpoint["model"], path, "")
     return model.eval(), opts
@@ -195,7 +189,7 @@ def resume_from(opts, given):
     if checkpoint.get("kind") not in (layout.CLUSTNET, layout.CAE) and not (
             checkpoint.get("kind") == layout.DETECTNET and opts.pretrain):
         return None
-    saved = checkpoint_options(checkpoint)
+    saved = checkpoint_options(checkpoint, opts.init)
     if opts.seeds:
         raise ClustNetError(f"--seeds with --init {opts.init}: a resume continues one net; resume each "
                             "net of a --seeds run with its own weights file")

@@ -177,26 +177,67 @@ def find_config(path):
     return PROJECT_ROOT / path if (PROJECT_ROOT / path).is_file() else path
 
 
-def read_config(path):
-    """The `[default]` section of an INI file as {name: parsed value}."""
-    path = find_config(path)
-    parser = configparser.ConfigParser(default_section="__none__")
+def read_ini_text(path):
+    """The text of an INI file, or one clear error."""
     try:
         with open(path) as file:
-            parser.read_file(file)
+            return file.read()
     except OSError as error:
         raise ClustNetError(f"cannot read config file {path}: {error.strerror}") from None
-    except (configparser.Error, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
         raise ClustNetError(f"config file {path} is not a valid INI file: "
                             f"{str(error).splitlines()[0]}") from None
+
+
+def ini_values(text, path, kind="config file", raw=False):
+    """The `[default]` section of the INI text `text` as {name: parsed value}, strictly: an
+    option trainVal.py does not have, or a value its option cannot take, is refused with one
+    error naming `path`. `kind` says what `path` is in the errors: "config file" (a -c file
+    or a net's .ini) or "weights file" (the options a weights file holds). `raw`: values as
+    written, no % interpolation (the text of `options_ini`, which writes them as they are)."""
+    what, where = {"config file": (f"config file {path}", f"in {path}"),
+                   "weights file": (f"the options saved in weights file {path}", f"in weights file {path}")}[kind]
+    parser = configparser.ConfigParser(default_section="__none__",
+                                       interpolation=None if raw else configparser.BasicInterpolation())
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as error:
+        raise ClustNetError(f"{what} is not a valid INI file: {str(error).splitlines()[0]}") from None
     if not parser.has_section("default"):
-        raise ClustNetError(f"config file {path} has no [default] section")
+        raise ClustNetError(f"{what} has no [default] section")
     values = {}
-    for name, text in parser.items("default"):
+    for name, value in parser.items("default"):
         if name not in OPTIONS_BY_NAME:
-            raise ClustNetError(unknown_option_message(name, f"in {path}"))
-        values[name] = parse_value(OPTIONS_BY_NAME[name], text, f"in {path}")
+            raise ClustNetError(unknown_option_message(name, where))
+        values[name] = parse_value(OPTIONS_BY_NAME[name], value, where)
     return values
+
+
+def read_config(path):
+    """The `[default]` section of an INI file (`-c`) as {name: parsed value}."""
+    path = find_config(path)
+    return ini_values(read_ini_text(path), path)
+
+
+def default_values():
+    """{name: default} of every option."""
+    return {option.name: option.default for option in OPTIONS}
+
+
+def options_from_ini_text(text, path, kind="config file"):
+    """The options a net was trained with, from the .ini text `options_ini` wrote (a net's
+    .ini file, or the copy inside its weights file: `kind` "weights file"), as a checked
+    Namespace. Read strictly by `ini_values` (an unknown option is refused, naming `path`),
+    over the defaults: a file written before an option existed loads with its default."""
+    values = default_values()
+    values.update(ini_values(text, path, kind, raw=True))
+    check_values(values)
+    return argparse.Namespace(**values)
+
+
+def read_saved_options(path):
+    """`options_from_ini_text` of a net's .ini file."""
+    return options_from_ini_text(read_ini_text(path), path)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -227,13 +268,19 @@ def build_parser(description):
 def parse_options(argv, description="Train ClustNet."):
     """Defaults, then the config file, then the command line; checked; as a Namespace."""
     given = vars(build_parser(description).parse_args(argv))
-    values = {option.name: option.default for option in OPTIONS}
+    values = default_values()
     config = given.pop("config", None)
     if config is not None:
         values.update(read_config(config))
     for name, raw in given.items():
         text = " ".join(raw) if isinstance(raw, list) else raw
         values[name] = parse_value(OPTIONS_BY_NAME[name], text, "on the command line")
+    check_values(values)
+    return argparse.Namespace(**values)
+
+
+def check_values(values):
+    """Each option's range, and the rules between options."""
     for option in OPTIONS:
         option.check(values[option.name])
     if not values["lr"]:
@@ -255,7 +302,6 @@ def parse_options(argv, description="Train ClustNet."):
         which = f"seed {repeated[0]} is" if len(repeated) == 1 else f"seeds {', '.join(map(str, repeated))} are"
         raise ClustNetError(f"--seeds {format_value(values['seeds'])}: {which} given more than once; "
                             "each seed trains one net, so give each seed once")
-    return argparse.Namespace(**values)
 
 
 def format_value(value):
