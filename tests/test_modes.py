@@ -1,6 +1,8 @@
 """The other modes on tiny data: the one-expert baseline, the autoencoder, --init_enc,
 --init from a pretrained DN, --init_clu, and resuming a net exactly where it stopped."""
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 import torch
@@ -9,8 +11,13 @@ from conftest import TINY
 from clustnet.analyses import load_encoder
 from clustnet.checkpoint import load_checkpoint
 from clustnet.errors import ClustNetError
-from clustnet.layout import CAE, DETECTNET, SCORE_COLUMNS, Experiment
+from clustnet.layout import CAE, CLUSTNET, DETECTNET, SCORE_COLUMNS, Experiment
 from clustnet.modes import main
+from clustnet.options import parse_options
+from clustnet.other_models import build_model
+from clustnet.pretraining import train_pass
+from clustnet.speed import use_onednn
+from clustnet.training import make_optimiser, make_optimisers, nll, train_epoch
 
 
 def train(mnist_dir, exp_id, *args, epochs=1):
@@ -128,3 +135,41 @@ def test_weights_that_do_not_match_name_the_layer(mnist_dir, output_root):
     with pytest.raises(ClustNetError, match="holds a cae net; --init_clu needs a clustDetectNet"):
         train(mnist_dir, "m", "--init_clu", cae.weights_path(1, 1, CAE))
     assert files_under(output_root) == before
+
+
+@pytest.mark.parametrize("n_nets, batch_size, onednn", [(1, 4, False), (1, 8, True), (2, 4, True)])
+def test_clustnet_and_pretraining_loops_take_their_cpu_kernels_from_one_switch(n_nets, batch_size, onednn):
+    """train_epoch (ClustNet) and train_pass (baseline, autoencoder) both step inside
+    speed.fast_cpu_kernels: oneDNN off for a single net at batch size <= 4 on the CPU, on
+    otherwise, and as it was after the loop."""
+    assert use_onednn(torch.device("cpu"), n_nets, batch_size) is onednn
+    opts = parse_options(["-c", "clust.config", "--batch_size", str(batch_size), *TINY])
+    images, targets = torch.randn(12, 1, 28, 28), torch.randint(0, 2, (12,))
+    generators = [torch.Generator().manual_seed(seed) for seed in range(n_nets)]
+    seen = []
+    before = torch.backends.mkldnn.enabled
+
+    clustnet = build_model(CLUSTNET, n_nets, (1, 28, 28), opts)
+    clustnet.reset_parameters(generators)
+    outputs = clustnet.outputs
+
+    def recorded_outputs(*args):
+        seen.append(("clustnet", torch.backends.mkldnn.enabled))
+        return outputs(*args)
+    clustnet.outputs = recorded_outputs
+    train_epoch(clustnet, make_optimisers(clustnet, opts), images, targets, generators, opts, 1)
+
+    detectnet = build_model(DETECTNET, n_nets, (1, 28, 28), opts)
+    detectnet.reset_parameters(generators)
+    run = SimpleNamespace(model=detectnet, opts=opts, optimisers={"main": make_optimiser(detectnet.parameters(), opts)},
+                          data=SimpleNamespace(train_x=images), generators=generators)
+
+    def batch_loss(index):
+        seen.append(("pretraining", torch.backends.mkldnn.enabled))
+        log_probs = detectnet(images[index])
+        return nll(log_probs, targets[index]), None
+    train_pass(run, 1, batch_loss)
+
+    assert {loop for loop, _ in seen} == {"clustnet", "pretraining"}
+    assert all(enabled is onednn for _, enabled in seen)
+    assert torch.backends.mkldnn.enabled is before

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .speed import FEATURE_MAP_FORMAT
+
 
 def uniform_init(tensors, fan_in, generators):
     """PyTorch's default Linear/Conv init, drawn net by net from each net's own generator,
@@ -85,8 +87,8 @@ class Encoder(nn.Module):
     def feature_maps(self, x):
         """(N, B, C, H, W) images -> list of each block's activations, (B, N*C', H', W').
 
-        The maps are channels-last in memory: the CPU's grouped convolution and max-pooling
-        run several times faster that way than on NCHW (see benchmark.py)."""
+        The maps are in speed.FEATURE_MAP_FORMAT in memory (channels-last: the CPU's grouped
+        convolution and max-pooling run several times faster that way than on NCHW)."""
         n_nets, batch, _, height, width = x.shape
         x = x.permute(1, 3, 4, 0, 2).reshape(batch, height, width, -1).permute(0, 3, 1, 2)
         maps = []
@@ -94,7 +96,7 @@ class Encoder(nn.Module):
             x = F.conv2d(x, weight.flatten(0, 1), bias.flatten(), groups=n_nets)
             # Pooling before the ReLU (the same values: ReLU is monotonic) does the ReLU
             # and its backward on a quarter of the elements.
-            x = F.relu(F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 2))
+            x = F.relu(F.max_pool2d(x.contiguous(memory_format=FEATURE_MAP_FORMAT), 2))
             maps.append(x)
         return maps
 

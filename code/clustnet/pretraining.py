@@ -14,6 +14,7 @@ from . import layout
 from .data import binary_targets
 from .layout import CAE, DETECTNET
 from .plots import save_figure
+from .speed import fast_cpu_kernels
 from .training import check_finite, in_set_order, nll, prepare, set_learning_rates, weights_writes
 from .writer import EpochWriter
 
@@ -33,15 +34,17 @@ def train_pass(run, epoch, batch_loss):
     n_steps = -(-n_images // opts.batch_size)
     step_losses = torch.zeros(model.n_nets, n_steps, device=device)
     outputs = []
-    for step in tqdm(range(n_steps), desc=f"epoch {epoch}", unit="batch", leave=False,
-                     disable=not opts.progress, mininterval=1.0):
-        losses, output = batch_loss(order[:, step * opts.batch_size:(step + 1) * opts.batch_size])
-        optimiser.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        optimiser.step()
-        step_losses[:, step] = losses.detach()
-        if output is not None:
-            outputs.append(output.detach())
+    steps = tqdm(range(n_steps), desc=f"epoch {epoch}", unit="batch", leave=False,
+                 disable=not opts.progress, mininterval=1.0)
+    with fast_cpu_kernels(device, model.n_nets, opts.batch_size):
+        for step in steps:
+            losses, output = batch_loss(order[:, step * opts.batch_size:(step + 1) * opts.batch_size])
+            optimiser.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimiser.step()
+            step_losses[:, step] = losses.detach()
+            if output is not None:
+                outputs.append(output.detach())
     check_finite(step_losses, epoch)
     if not outputs:
         return None, step_losses.mean(dim=1).cpu()

@@ -6,7 +6,6 @@ device (no `.item()`, no host sync) and reads them back once per epoch.
 
 import argparse
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -26,6 +25,7 @@ from .metrics import accuracies, confusion_matrix
 from .model import needs_noise
 from .options import options_ini
 from .plots import plot_confusion
+from .speed import fast_cpu_kernels
 from .writer import EpochWriter
 
 
@@ -96,17 +96,6 @@ def uniform_noise(generators, n_images, n_clusters, device):
     return torch.stack([torch.rand(n_images, n_clusters, generator=g) for g in generators]).to(device)
 
 
-@contextmanager
-def onednn_convolutions(enabled):
-    """Use (or not) PyTorch's oneDNN CPU kernels inside the block."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
-
-
 def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     """One pass over the training images in each net's own random order."""
     model.train()
@@ -125,10 +114,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     phases = [optimisers.values()] if opts.batch_period == 0 else [[optimisers["cn"]], [optimisers["main"]]]
     steps = tqdm(range(n_steps), desc=f"epoch {epoch}", unit="batch", leave=False,
                  disable=not opts.progress, mininterval=1.0)
-    # For a single net at batch size <= 4, PyTorch's plain CPU convolution has less per-call
-    # overhead than oneDNN's (about 10% more images/s, benchmark.py); larger batches and
-    # stacked seeds are faster with oneDNN.
-    with onednn_convolutions(device.type != "cpu" or n_nets * batch_size > 4):
+    with fast_cpu_kernels(device, n_nets, batch_size):
         for step in steps:
             batch = slice(step * batch_size, (step + 1) * batch_size)
             index = order[:, batch]
