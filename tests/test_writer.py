@@ -4,6 +4,7 @@ Ctrl-C waits for it; kill -9 leaves complete files, and the resumed run equals a
 uninterrupted one."""
 
 import errno
+import os
 import re
 import resource
 import signal
@@ -70,6 +71,22 @@ def test_ctrl_c_waits_for_the_epoch_being_written_then_names_it(tmp_path):
     assert exp.epochs(1) == [0, 1] and len(log) == 6
     assert str(raised.value) == (f"interrupted; net 1 finished epoch 1: resume with python3 code/trainVal.py "
                                  f"--init {exp.weights_path(1, 1)} --epochs 9")
+
+
+def test_ctrl_c_during_the_last_writes_is_still_an_interruption(tmp_path):
+    """Training is over and only writes remain: Ctrl-C skips the files not started, and the
+    run still ends as interrupted, naming the last complete epoch (it once ended as a success)."""
+    exp, log = Experiment("late", root=tmp_path), []
+    timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
+    with pytest.raises(ClustNetError) as raised:
+        with EpochWriter(exp, [1], CLUSTNET, 9) as writer:
+            writer.submit(fake_epoch(exp, 0, log))
+            writer.submit(fake_epoch(exp, 1, log, delay=0.3))
+            timer.start()
+    timer.join()
+    assert exp.epochs(1) == [0] and len(log) == 4  # epoch 1: the file being written, no more
+    assert str(raised.value) == (f"interrupted; net 1 finished epoch 0: resume with python3 code/trainVal.py "
+                                 f"--init {exp.weights_path(1, 0)} --epochs 9")
 
 
 def test_a_bug_in_a_write_is_not_hidden(tmp_path):

@@ -56,6 +56,7 @@ class EpochWriter:
             if self.mode == "background" else None
         self._pending = None  # the future of the epoch being written
         self._abandon = threading.Event()  # set: write no further file
+        self._interrupted = False  # a Ctrl-C came while waiting for the last writes
 
     def __enter__(self):
         return self
@@ -94,6 +95,7 @@ class EpochWriter:
         try:
             self._wait()
         except KeyboardInterrupt:
+            self._interrupted = True
             self._abandon.set()
             while pending is not None and not pending.done():
                 try:
@@ -112,6 +114,8 @@ class EpochWriter:
             self._drain()
         except WriteFailed as late:
             failure = failure or late
+        if error is None and self._interrupted:  # Ctrl-C after training, during the last writes
+            error = KeyboardInterrupt()
         if failure is None and error is None:
             return False
         hints = resume_hints(self.exp, self.ind_ids, self.kind, self.epochs)
