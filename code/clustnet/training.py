@@ -103,7 +103,8 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     device = images.device
     order = torch.stack([torch.randperm(n_images, generator=g) for g in generators]).to(device)
     noise = uniform_noise(generators, n_images, opts.clust, device)
-    views = uniform_noise(generators, n_images, 2 * N_UNIFORMS, device) if augmenting(opts) else None
+    # Two random affine views of each image (4 uniforms each), when augmenting.
+    view_uniforms = uniform_noise(generators, n_images, 2 * N_UNIFORMS, device) if augmenting(opts) else None
     separated = opts.clu_train_mode == "separated"
     cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
@@ -119,15 +120,18 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
             batch = slice(step * batch_size, (step + 1) * batch_size)
             index = order[:, batch]
             batch_images, batch_targets = images[index], targets[index]
-            first = batch_images if views is None else random_affine(batch_images, views[:, batch, :N_UNIFORMS], opts)
+            first = batch_images
+            if view_uniforms is not None:
+                first = random_affine(batch_images, view_uniforms[:, batch, :N_UNIFORMS], opts)
             out = model.outputs(first, noise[:, batch])
             phase = (step // max(opts.batch_period, 1)) % len(phases)
             if separated and phase == 0:  # the CN's turn: its hard-EM target
                 losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
             else:
-                second_probs = out.probs
-                if needs_second_view(opts) and views is not None:
-                    second_probs = model.cluster_probs(random_affine(batch_images, views[:, batch, N_UNIFORMS:], opts))
+                second_probs = out.probs  # without augmentation the second view is the first
+                if needs_second_view(opts) and view_uniforms is not None:
+                    second = random_affine(batch_images, view_uniforms[:, batch, N_UNIFORMS:], opts)
+                    second_probs = model.cluster_probs(second)
                 losses = (net_losses(out.log_probs, out.probs, batch_targets, opts)
                           + gate_terms(out, second_probs, batch_targets, opts))
             model.zero_grad(set_to_none=True)
