@@ -27,8 +27,11 @@ def tiny_args(mnist_dir, exp_id, epochs=1, *args):
 
 
 def start(args):
+    """trainVal.py in a subprocess that takes Ctrl-C (SIGINT) as a terminal's user would, even
+    when the tests run as a background job, whose children inherit SIGINT ignored."""
     return subprocess.Popen([sys.executable, str(CODE / "trainVal.py"), *args], cwd=CODE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(condition, process, timeout=120):

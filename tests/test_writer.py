@@ -78,12 +78,17 @@ def test_ctrl_c_during_the_last_writes_is_still_an_interruption(tmp_path):
     run still ends as interrupted, naming the last complete epoch (it once ended as a success)."""
     exp, log = Experiment("late", root=tmp_path), []
     timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
-    with pytest.raises(ClustNetError) as raised:
-        with EpochWriter(exp, [1], CLUSTNET, 9) as writer:
-            writer.submit(fake_epoch(exp, 0, log))
-            writer.submit(fake_epoch(exp, 1, log, delay=0.3))
-            timer.start()
-    timer.join()
+    # Python's Ctrl-C handler, also when the tests run as a background job (SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(ClustNetError) as raised:
+            with EpochWriter(exp, [1], CLUSTNET, 9) as writer:
+                writer.submit(fake_epoch(exp, 0, log))
+                writer.submit(fake_epoch(exp, 1, log, delay=0.3))
+                timer.start()
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert exp.epochs(1) == [0] and len(log) == 4  # epoch 1: the file being written, no more
     assert str(raised.value) == (f"interrupted; net 1 finished epoch 0: resume with python3 code/trainVal.py "
                                  f"--init {exp.weights_path(1, 0)} --epochs 9")
