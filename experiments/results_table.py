@@ -16,14 +16,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "code"))
 import pandas as pd  # noqa: E402
 
 from clustnet.layout import Experiment  # noqa: E402
+from clustnet.options import read_saved_options  # noqa: E402
 
 DATASETS = {"MNIST": ("linDet", "linDet2", "baselines_mnist", "mnist"),
             "CIFAR-10": ("linDet_cifar", "linDet2_cifar", "baselines_cifar", "cifar")}
 # experiments/gate_study.sh's variants: clust_best.config, then each ingredient removed.
-GATE_VARIANTS = {"best": "clust_best.config", "no_views": "without the consistency of two views",
+GATE_VARIANTS = {"best": "clust_best.config", "try_bs128": "clust_best.config",
+                 "no_views": "without the consistency of two views",
                  "no_augmentation": "without augmentation (both views the image itself)",
                  "no_balance": "without the per-group balance",
-                 "binary_grad": "with the binary loss reaching the CN (straight-through)"}
+                 "binary_grad": "with the binary loss reaching the CN (straight-through)",
+                 "separated": "the published code's separated mode (clust.config, --clu_train_mode separated "
+                              "--batch_period 1)"}
 ACCURACIES = ["binary", "pos_clust", "neg_clust"]
 
 
@@ -52,14 +56,17 @@ def rows_for(dataset):
         gate = final_epochs(f"gate_{variant}_{gate_name}")
         if gate is not None and len(gate):
             gate_epochs.add(int(gate.epoch.iloc[0]))
-            rows.append([f"ClustNet, {description}, {len(gate)} seeds (`gate_{variant}_{gate_name}`)",
+            batch_size = read_saved_options(Experiment(f"gate_{variant}_{gate_name}").ini_path(1)).batch_size
+            rows.append([f"ClustNet, {description}, batch size {batch_size}, {len(gate)} seeds "
+                         f"(`gate_{variant}_{gate_name}`)",
                          int(gate.epoch.iloc[0])] + [percent(gate[name]) for name in ACCURACIES])
     # The ablations may be shorter than the best method's run: its numbers at their epoch too.
     for epoch in sorted(gate_epochs)[:-1]:
         gate = final_epochs(f"gate_best_{gate_name}", epoch)
         if gate is not None and len(gate):
-            rows.append([f"ClustNet, clust_best.config at epoch {epoch}, {len(gate)} seeds (`gate_best_{gate_name}`)",
-                         epoch] + [percent(gate[name]) for name in ACCURACIES])
+            batch_size = read_saved_options(Experiment(f"gate_best_{gate_name}").ini_path(1)).batch_size
+            rows.append([f"ClustNet, clust_best.config at epoch {epoch}, batch size {batch_size}, {len(gate)} seeds "
+                         f"(`gate_best_{gate_name}`)", epoch] + [percent(gate[name]) for name in ACCURACIES])
     seeds = final_epochs(seeds_id)
     if seeds is not None:
         rows.append([f"ClustNet, batch size 4, lr 0.01, {len(seeds)} seeds (`{seeds_id}`)", int(seeds.epoch.iloc[0])]
