@@ -24,9 +24,9 @@ declare -A VARIANTS=(
     [no_views]="--consistency 0"
     [no_augmentation]="--aug_rotation 0 --aug_shift 0 --aug_scale 0"
     [no_balance]="--group_divers 0"
-    [binary_grad]="--cn_binary_grad True"
+    [cut_binary_grad]="--cn_binary_grad False"
 )
-ORDER=(best no_views no_augmentation no_balance binary_grad)
+ORDER=(best no_views no_augmentation no_balance cut_binary_grad)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }
     fresh_experiment "gate_${variant}_${NAME}"

@@ -21,11 +21,14 @@ from clustnet.options import read_saved_options  # noqa: E402
 DATASETS = {"MNIST": ("linDet", "linDet2", "baselines_mnist", "mnist"),
             "CIFAR-10": ("linDet_cifar", "linDet2_cifar", "baselines_cifar", "cifar")}
 # experiments/gate_study.sh's variants: clust_best.config, then each ingredient removed.
-GATE_VARIANTS = {"best": "clust_best.config", "try_bs128": "clust_best.config",
-                 "no_views": "without the consistency of two views",
-                 "no_augmentation": "without augmentation (both views the image itself)",
-                 "no_balance": "without the per-group balance",
-                 "binary_grad": "with the binary loss reaching the CN (straight-through)",
+GATE_VARIANTS = {"binary_grad10": "clust_best.config",
+                 "try_bs128": "clust_best.config with --cn_binary_grad False",
+                 "best": "clust_best.config with --cn_binary_grad False",
+                 "no_views": "--cn_binary_grad False, without the consistency of two views",
+                 "no_augmentation": "--cn_binary_grad False, without augmentation (both views the image itself)",
+                 "no_balance": "--cn_binary_grad False, without the per-group balance",
+                 "binary_grad": "clust_best.config (the binary loss reaching the CN)",
+                 "cut_binary_grad": "clust_best.config with --cn_binary_grad False",
                  "separated": "the published code's separated mode (clust.config, --clu_train_mode separated "
                               "--batch_period 1)"}
 ACCURACIES = ["binary", "pos_clust", "neg_clust"]
@@ -65,7 +68,7 @@ def rows_for(dataset):
         gate = final_epochs(f"gate_best_{gate_name}", epoch)
         if gate is not None and len(gate):
             batch_size = read_saved_options(Experiment(f"gate_best_{gate_name}").ini_path(1)).batch_size
-            rows.append([f"ClustNet, clust_best.config at epoch {epoch}, batch size {batch_size}, {len(gate)} seeds "
+            rows.append([f"ClustNet, {GATE_VARIANTS['best']} at epoch {epoch}, batch size {batch_size}, {len(gate)} seeds "
                          f"(`gate_best_{gate_name}`)", epoch] + [percent(gate[name]) for name in ACCURACIES])
     seeds = final_epochs(seeds_id)
     if seeds is not None:

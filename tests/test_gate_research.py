@@ -179,7 +179,7 @@ def test_views_and_balance_find_the_subclasses_of_a_generated_dataset(tmp_path):
     data = write_separable_mnist(tmp_path / "data", 100)
     found = run_cli("trainVal.py", "-c", "clust_best.config", "--exp_id", "views", "--data_dir", data,
                     "--batch_size", "50", "--epochs", "8", "--lr", "0.003", "--seeds", "1", "2",
-                    "--aug_rotation", "5", "--aug_shift", "0.02", *TINY)
+                    "--aug_rotation", "5", "--aug_shift", "0.02", "--cn_binary_grad", "False", *TINY)
     assert found.returncode == 0, found.stderr
     for binary, pos, neg in last_test_accuracies(found.stdout):
         assert binary > 95 and pos > 90 and neg > 90, found.stdout
