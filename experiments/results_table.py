@@ -21,16 +21,24 @@ from clustnet.options import read_saved_options  # noqa: E402
 DATASETS = {"MNIST": ("linDet", "linDet2", "baselines_mnist", "mnist"),
             "CIFAR-10": ("linDet_cifar", "linDet2_cifar", "baselines_cifar", "cifar")}
 # experiments/gate_study.sh's variants: clust_best.config, then each ingredient removed.
-GATE_VARIANTS = {"binary_grad10": "clust_best.config",
-                 "try_bs128": "clust_best.config with --cn_binary_grad False",
-                 "best": "clust_best.config with --cn_binary_grad False",
-                 "no_views": "--cn_binary_grad False, without the consistency of two views",
-                 "no_augmentation": "--cn_binary_grad False, without augmentation (both views the image itself)",
-                 "no_balance": "--cn_binary_grad False, without the per-group balance",
-                 "binary_grad": "clust_best.config (the binary loss reaching the CN)",
-                 "cut_binary_grad": "clust_best.config with --cn_binary_grad False",
+# Each row also names the run's batch size, and --cn_binary_grad False where it was set
+# (read from the nets' saved options).
+GATE_VARIANTS = {"binary_grad10": "clust_best.config", "try_bs128": "clust_best.config", "best": "clust_best.config",
+                 "no_views": "without the consistency of two views",
+                 "no_augmentation": "without augmentation (both views the image itself)",
+                 "no_balance": "without the per-group balance",
+                 "binary_grad": "clust_best.config",
+                 "cut_binary_grad": "clust_best.config",
                  "separated": "the published code's separated mode (clust.config, --clu_train_mode separated "
                               "--batch_period 1)"}
+
+
+def run_settings(exp_id):
+    """', batch size B' and ', --cn_binary_grad False' where so, from net 1's saved options."""
+    opts = read_saved_options(Experiment(exp_id).ini_path(1))
+    return f", batch size {opts.batch_size}" + ("" if opts.cn_binary_grad else ", --cn_binary_grad False")
+
+
 ACCURACIES = ["binary", "pos_clust", "neg_clust"]
 
 
@@ -59,17 +67,15 @@ def rows_for(dataset):
         gate = final_epochs(f"gate_{variant}_{gate_name}")
         if gate is not None and len(gate):
             gate_epochs.add(int(gate.epoch.iloc[0]))
-            batch_size = read_saved_options(Experiment(f"gate_{variant}_{gate_name}").ini_path(1)).batch_size
-            rows.append([f"ClustNet, {description}, batch size {batch_size}, {len(gate)} seeds "
+            rows.append([f"ClustNet, {description}{run_settings(f'gate_{variant}_{gate_name}')}, {len(gate)} seeds "
                          f"(`gate_{variant}_{gate_name}`)",
                          int(gate.epoch.iloc[0])] + [percent(gate[name]) for name in ACCURACIES])
     # The ablations may be shorter than the best method's run: its numbers at their epoch too.
     for epoch in sorted(gate_epochs)[:-1]:
         gate = final_epochs(f"gate_best_{gate_name}", epoch)
         if gate is not None and len(gate):
-            batch_size = read_saved_options(Experiment(f"gate_best_{gate_name}").ini_path(1)).batch_size
-            rows.append([f"ClustNet, {GATE_VARIANTS['best']} at epoch {epoch}, batch size {batch_size}, {len(gate)} seeds "
-                         f"(`gate_best_{gate_name}`)", epoch] + [percent(gate[name]) for name in ACCURACIES])
+            rows.append([f"ClustNet, clust_best.config at epoch {epoch}{run_settings(f'gate_best_{gate_name}')}, "
+                         f"{len(gate)} seeds (`gate_best_{gate_name}`)", epoch] + [percent(gate[name]) for name in ACCURACIES])
     seeds = final_epochs(seeds_id)
     if seeds is not None:
         rows.append([f"ClustNet, batch size 4, lr 0.01, {len(seeds)} seeds (`{seeds_id}`)", int(seeds.epoch.iloc[0])]
