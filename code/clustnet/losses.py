@@ -16,6 +16,16 @@ def entropy(probs, dim=-1):
     return -(probs * torch.log(probs.clamp_min(TINY))).sum(dim=dim)
 
 
+def image_nll(log_probs, labels):
+    """(..., C) log-probabilities, (...) labels -> (...) each one's negative log-likelihood."""
+    return -log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+def nll(log_probs, targets):
+    """(N, B, C) log-probabilities, (N, B) targets -> (N,) mean negative log-likelihood."""
+    return image_nll(log_probs, targets).mean(dim=1)
+
+
 def group_masks(targets):
     """(N, B) binary targets -> (N, B, 2) floats: column g marks the images of group g."""
     return F.one_hot(targets, 2).to(torch.float32)
@@ -65,7 +75,7 @@ def self_labelling(logits, other_probs, threshold):
     self-labelling step, FixMatch's pseudo-labels). 0 when no image is confident."""
     confidence, label = other_probs.detach().max(dim=-1)
     confident = (confidence > threshold).to(logits.dtype)
-    cross_entropy = -F.log_softmax(logits, dim=-1).gather(-1, label.unsqueeze(-1)).squeeze(-1)
+    cross_entropy = image_nll(F.log_softmax(logits, dim=-1), label)
     return (cross_entropy * confident).sum(dim=1) / confident.sum(dim=1).clamp_min(1)
 
 
@@ -92,8 +102,7 @@ def needs_second_view(opts):
 def smallest_loss_experts(experts, targets):
     """(N, B, K, 2) DN logits, (N, B) targets -> (N, B) the DN whose own prediction has the
     smallest binary NLL on each image: the CN's target in the separated mode's hard-EM step."""
-    nll_per_expert = -F.log_softmax(experts, dim=-1).gather(
-        -1, targets[..., None, None].expand(*experts.shape[:3], 1)).squeeze(-1)
+    nll_per_expert = image_nll(F.log_softmax(experts, dim=-1), targets.unsqueeze(-1).expand(experts.shape[:3]))
     return nll_per_expert.argmin(dim=-1)
 
 
@@ -106,8 +115,7 @@ def separated_cn_loss(out, targets, uniforms, smallest_share):
     random_expert = (uniforms[..., 1] * n_experts).long().clamp_max(n_experts - 1)
     chosen = torch.where(uniforms[..., 0] < smallest_share,
                          smallest_loss_experts(out.experts.detach(), targets), random_expert)
-    log_p = F.log_softmax(out.logits, dim=-1)
-    return -log_p.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).mean(dim=1)
+    return nll(F.log_softmax(out.logits, dim=-1), chosen)
 
 
 def scheduled_value(values, epochs, epoch):

@@ -13,9 +13,10 @@ from tqdm import tqdm
 from . import layout
 from .data import binary_targets
 from .layout import CAE, DETECTNET
+from .losses import nll
 from .plots import save_figure
 from .speed import fast_cpu_kernels
-from .training import check_finite, in_set_order, nll, prepare, set_learning_rates, weights_writes
+from .training import check_finite, in_set_order, prepare, set_learning_rates, weights_writes
 from .writer import EpochWriter
 
 N_SHOWN = 8  # test images shown beside their reconstructions

@@ -20,7 +20,7 @@ from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .augment import N_UNIFORMS, augmenting, random_affine
 from .layout import CLUSTNET, Experiment
-from .losses import entropy, gate_terms, needs_second_view, scheduled_value, separated_cn_loss
+from .losses import entropy, gate_terms, needs_second_view, nll, scheduled_value, separated_cn_loss
 from .metrics import accuracies, confusion_matrix
 from .model import needs_noise
 from .options import options_ini
@@ -68,11 +68,6 @@ def set_learning_rates(optimisers, opts, epoch):
     for name, optimiser in optimisers.items():
         for group in optimiser.param_groups:
             group["lr"] = lr_at(schedules[name], epoch, opts.epochs)
-
-
-def nll(log_probs, targets):
-    """(N, B, 2) log-probabilities, (N, B) targets -> (N,) mean negative log-likelihood."""
-    return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(dim=1)
 
 
 def in_set_order(values, order):
