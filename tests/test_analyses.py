@@ -111,13 +111,19 @@ def test_weig_is_the_distance_between_consecutive_weights(experiment):
     assert is_png(experiment.weights_distance_path(1)) and is_png(experiment.weights_distance_path(2))
 
 
-def test_layer_outputs_are_those_of_the_model(experiment, trained):
+def test_each_experts_layer_outputs_by_hand(experiment, trained):
+    """The DNs' layers that --feat_map_var reads: expert k's first layer is z W_k + b_k and its
+    last is its logits, each expert apart (a wrong permute mixes experts or images)."""
     model, _ = load_clustnet(experiment.weights_path(1, 2))
     images = load_dataset("MNIST", trained["data_dir"]).test_x[:16].unsqueeze(0)
     with torch.no_grad():
         z = model.encoder(images)
-        assert torch.allclose(analyses.expert_layer_outputs(model.dn, z)[-1], model.dn(z), atol=1e-5)
-        assert torch.allclose(analyses.mlp_layer_outputs(model.cn, z)[-1], model.cn(z), atol=1e-5)
+        first, last = model.dn.layer_outputs(z)
+        for k in range(model.dn.n_experts):
+            hidden = z[0] @ model.dn.weights[0][0, k] + model.dn.biases[0][0, k]
+            assert torch.allclose(first[0, :, k], hidden, atol=1e-5)
+            logits = F.relu(hidden) @ model.dn.weights[1][0, k] + model.dn.biases[1][0, k]
+            assert torch.allclose(last[0, :, k], logits, atol=1e-5)
 
 
 def test_spar_counts_the_zero_activations(experiment, trained):

@@ -10,7 +10,7 @@ import torch
 
 from clustnet.augment import affine_matrices, random_affine
 from clustnet.losses import (gate_terms, group_balance, group_mutual_information, scheduled_value,
-                             separated_cn_loss, smallest_loss_experts)
+                             self_labelling, separated_cn_loss, smallest_loss_experts)
 from clustnet.model import GateOutputs
 
 LOG2 = math.log(2)
@@ -30,19 +30,24 @@ def mutual_information_by_hand(p1, p2):
                for i in range(k) for j in range(k) if joint[i, j] > 0)
 
 
+def one_net(term, probs, other_probs, targets, **options):
+    """A term's value on one net's tensors (B, ...), as gate_terms calls it."""
+    return term(outputs(probs), other_probs, targets, SimpleNamespace(**options)).item()
+
+
 def test_mutual_information_of_two_confident_views_is_log_k():
     # Group 1: two images, each sent confidently to its own DN by both views -> MI = log 2.
     # Group 0: two images with a uniform p -> MI = 0. The mean over the two groups: log(2) / 2.
-    p = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.5, 0.5]]])
-    targets = torch.tensor([[1, 1, 0, 0]])
-    assert group_mutual_information(p, p, targets).item() == pytest.approx(LOG2 / 2, abs=1e-6)
+    p = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.5, 0.5]])
+    targets = torch.tensor([1, 1, 0, 0])
+    assert one_net(group_mutual_information, p, p, targets) == pytest.approx(LOG2 / 2, abs=1e-6)
 
 
 def test_mutual_information_equals_the_hand_computed_value():
     p1 = [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]]
     p2 = [[0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]
-    targets = torch.tensor([[1, 1, 1]])
-    got = group_mutual_information(torch.tensor([p1]), torch.tensor([p2]), targets).item()
+    targets = torch.tensor([1, 1, 1])
+    got = one_net(group_mutual_information, torch.tensor(p1), torch.tensor(p2), targets)
     # Only group 1 has images: the mean runs over the groups present.
     assert got == pytest.approx(mutual_information_by_hand(p1, p2), rel=1e-5)
 
@@ -50,16 +55,16 @@ def test_mutual_information_equals_the_hand_computed_value():
 def test_mutual_information_is_computed_within_each_group():
     # Across the groups the views agree perfectly, but inside each group every image goes
     # to the same DN: no information within a group.
-    p = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
-    targets = torch.tensor([[1, 1, 0, 0]])
-    assert group_mutual_information(p, p, targets).item() == pytest.approx(0, abs=1e-6)
+    p = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    targets = torch.tensor([1, 1, 0, 0])
+    assert one_net(group_mutual_information, p, p, targets) == pytest.approx(0, abs=1e-6)
 
 
 def test_group_balance_by_hand():
     # Group 1 spreads over both DNs (entropy log 2), group 0 uses one DN (entropy 0).
-    p = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
-    targets = torch.tensor([[1, 1, 0, 0]])
-    assert group_balance(p, targets).item() == pytest.approx(LOG2 / 2, abs=1e-6)
+    p = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    targets = torch.tensor([1, 1, 0, 0])
+    assert one_net(group_balance, p, None, targets) == pytest.approx(LOG2 / 2, abs=1e-6)
 
 
 def gate_options(**weights):
@@ -268,13 +273,12 @@ def test_seeds_train_with_every_gate_term_as_if_alone(mnist_dir, output_root):
 
 
 def test_self_labelling_uses_the_confident_choices_of_the_other_view_only():
-    from clustnet.losses import self_labelling
-    logits = torch.log(torch.tensor([[[0.75, 0.25], [0.75, 0.25], [0.2, 0.8]]]))
-    other = torch.tensor([[[0.995, 0.005], [0.6, 0.4], [0.001, 0.999]]])
+    probs = torch.tensor([[0.75, 0.25], [0.75, 0.25], [0.2, 0.8]])
+    other = torch.tensor([[0.995, 0.005], [0.6, 0.4], [0.001, 0.999]])
     # Images 0 and 2 are confident (labels 0 and 1), image 1 is not: (-log .75 - log .8) / 2.
     expected = -(math.log(0.75) + math.log(0.8)) / 2
-    assert self_labelling(logits, other, 0.99).item() == pytest.approx(expected, rel=1e-6)
-    assert self_labelling(logits, other, 0.9999).item() == 0
+    assert one_net(self_labelling, probs, other, None, self_label_threshold=0.99) == pytest.approx(expected, rel=1e-6)
+    assert one_net(self_labelling, probs, other, None, self_label_threshold=0.9999) == 0
 
 
 def test_the_benchmark_times_the_step_of_both_configs():

@@ -1,7 +1,6 @@
 """The other modes on tiny data: the one-expert baseline, the autoencoder, --init_enc,
 --init from a pretrained DN, --init_clu, and resuming a net exactly where it stopped."""
 
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -15,9 +14,8 @@ from clustnet.layout import CAE, CLUSTNET, DETECTNET, SCORE_COLUMNS, Experiment
 from clustnet.modes import main
 from clustnet.options import parse_options
 from clustnet.other_models import build_model
-from clustnet.pretraining import train_pass
 from clustnet.speed import use_onednn
-from clustnet.training import make_optimiser, make_optimisers, nll, train_epoch
+from clustnet.training import make_optimiser, make_optimisers, nll, shuffled_order, train_epoch, train_pass
 
 
 def train(mnist_dir, exp_id, *args, epochs=1):
@@ -139,7 +137,7 @@ def test_weights_that_do_not_match_name_the_layer(mnist_dir, output_root):
 
 @pytest.mark.parametrize("n_nets, batch_size, onednn", [(1, 4, False), (1, 8, True), (2, 4, True)])
 def test_clustnet_and_pretraining_loops_take_their_cpu_kernels_from_one_switch(n_nets, batch_size, onednn):
-    """train_epoch (ClustNet) and train_pass (baseline, autoencoder) both step inside
+    """train_epoch (ClustNet) and the other modes' train_pass calls both step inside
     speed.fast_cpu_kernels: oneDNN off for a single net at batch size <= 4 on the CPU, on
     otherwise, and as it was after the loop."""
     assert use_onednn(torch.device("cpu"), n_nets, batch_size) is onednn
@@ -161,14 +159,13 @@ def test_clustnet_and_pretraining_loops_take_their_cpu_kernels_from_one_switch(n
 
     detectnet = build_model(DETECTNET, n_nets, (1, 28, 28), opts)
     detectnet.reset_parameters(generators)
-    run = SimpleNamespace(model=detectnet, opts=opts, optimisers={"main": make_optimiser(detectnet.parameters(), opts)},
-                          data=SimpleNamespace(train_x=images), generators=generators)
 
-    def batch_loss(index):
+    def step_loss(index, batch, phase):
         seen.append(("pretraining", torch.backends.mkldnn.enabled))
         log_probs = detectnet(images[index])
-        return nll(log_probs, targets[index]), None
-    train_pass(run, 1, batch_loss)
+        return nll(log_probs, targets[index]), (log_probs,)
+    train_pass(detectnet, {"main": make_optimiser(detectnet.parameters(), opts)},
+               shuffled_order(generators, len(images), images.device), opts, 1, step_loss)
 
     assert {loop for loop, _ in seen} == {"clustnet", "pretraining"}
     assert all(enabled is onednn for _, enabled in seen)

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from clustnet import training
-from clustnet.model import ClustNet, gate
+from clustnet.losses import clustnet_loss
+from clustnet.model import ClustNet, GateOutputs, gate
 from clustnet.options import parse_options
 
 LN2 = math.log(2)
@@ -45,7 +46,7 @@ PROBS = torch.tensor([[[0.5, 0.5], [0.9, 0.1], [1.0, 0.0]],  # net 1: soft choic
 
 def losses(entweig=0.0, clustdivers=0.0, probs=PROBS):
     opts = opts_for("--entweig", entweig, "--clustdivers", clustdivers)
-    return training.net_losses(LOG_PROBS, probs, TARGETS, opts).tolist()
+    return clustnet_loss(GateOutputs(LOG_PROBS, probs, probs.log(), None, None, None), None, TARGETS, opts).tolist()
 
 
 def test_without_the_options_the_loss_is_the_nll():

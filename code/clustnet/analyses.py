@@ -213,50 +213,16 @@ def weight_distances(study):
     return distances
 
 
-def mlp_layer_outputs(mlp, x):
-    """Each layer's output (before its ReLU) of a StackedMLP, as in StackedMLP.forward."""
-    outputs = []
-    for layer in mlp.layers:
-        x = layer(F.relu(x) if outputs else x)
-        outputs.append(x)
-    return outputs
-
-
-def expert_layer_outputs(experts, z):
-    """Each layer's output (before its ReLU) of every DN, (N, B, K, n_out): the maths of
-    Experts.forward, layer by layer."""
-    outputs, x = [], z.unsqueeze(2)
-    for weight, bias in zip(experts.weights, experts.biases):
-        x = torch.einsum("nbki,nkio->nbko", F.relu(x) if outputs else x.expand(-1, -1, experts.n_experts, -1),
-                         weight) + bias.transpose(1, 2)
-        outputs.append(x)
-    return outputs
-
-
-@torch.no_grad()
-def hidden_activations(model, images):
-    """{layer name: activations} of every ReLU of a 1-net ClustNet on images (B, C, H, W):
-    the encoder's conv blocks and z, the CN's and the DNs' hidden layers."""
-    x = images.unsqueeze(0)
-    activations = {f"encoder conv {i + 1}": maps for i, maps in enumerate(model.encoder.feature_maps(x))}
-    z = model.encoder(x)
-    activations["encoder z"] = z
-    for i, output in enumerate(mlp_layer_outputs(model.cn, z)[:-1]):
-        activations[f"CN hidden {i + 1}"] = F.relu(output)
-    for i, output in enumerate(expert_layer_outputs(model.dn, z)[:-1]):
-        activations[f"DN hidden {i + 1}"] = F.relu(output)
-    return activations
-
-
 def batches(images, size):
     return (images[start:start + size] for start in range(0, len(images), size))
 
 
+@torch.no_grad()
 def zero_fractions(model, images, batch_size):
     """{layer name: fraction of the activations that are exactly 0} over `images`."""
     zeros, totals = {}, {}
     for batch in batches(images, batch_size):
-        for layer, values in hidden_activations(model, batch).items():
+        for layer, values in model.hidden_activations(batch.unsqueeze(0)).items():
             zeros[layer] = zeros.get(layer, 0) + int((values == 0).sum())
             totals[layer] = totals.get(layer, 0) + values.numel()
     return {layer: zeros[layer] / totals[layer] for layer in zeros}
@@ -329,7 +295,7 @@ def expert_variances(model, images, positive, layer, batch_size):
     outputs = []
     for batch in batches(images, batch_size):
         z = model.encoder(batch.unsqueeze(0))
-        output = expert_layer_outputs(model.dn, z)[layer - 1][0]
+        output = model.dn.layer_outputs(z)[layer - 1][0]
         outputs.append(F.relu(output) if layer < len(model.dn.weights) else output)
     outputs = torch.cat(outputs)  # (B, K, units)
     return {group: outputs[positive == group].var(dim=0, unbiased=False).mean(dim=-1).numpy()

@@ -1,20 +1,53 @@
-"""Batch transforms on the device: random affine views of the training images.
+"""Batch transforms on the device: random views of the training images.
 
-A view is drawn from 4 uniforms per image (rotation, scale, x shift, y shift), which the
-training loop draws from each net's own generator, so that a net's views do not depend on
-the nets trained beside it. One `affine_grid` + `grid_sample` call warps the whole batch.
+A view of an image is drawn from a few uniforms per transform (the affine warp: rotation,
+scale, x shift, y shift), which the training loop draws from each net's own generator, so
+that a net's views do not depend on the nets trained beside it. A new augmentation is one
+function decorated with `@view_transform(n_uniforms, "option", ...)` (it is on when one of
+its options is non-zero) and its lines in options.py's table.
 """
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-N_UNIFORMS = 4  # uniforms per image and view
+
+@dataclass(frozen=True)
+class ViewTransform:
+    apply: Callable  # (images (N, B, C, H, W), uniforms (N, B, n_uniforms), opts) -> images
+    n_uniforms: int  # uniforms it reads per image
+    options: tuple  # its options: it is on when one of them is non-zero
 
 
-def augmenting(opts):
-    return bool(opts.aug_rotation or opts.aug_shift or opts.aug_scale)
+VIEW_TRANSFORMS = []  # applied in this order
+
+
+def view_transform(n_uniforms, *options):
+    def register(apply):
+        VIEW_TRANSFORMS.append(ViewTransform(apply, n_uniforms, options))
+        return apply
+    return register
+
+
+def active_transforms(opts):
+    return [t for t in VIEW_TRANSFORMS if any(getattr(opts, option) for option in t.options)]
+
+
+def view_uniforms(opts):
+    """The uniforms per image that one view reads (0: no augmentation)."""
+    return sum(t.n_uniforms for t in active_transforms(opts))
+
+
+def random_view(images, uniforms, opts):
+    """(N, B, C, H, W) images, (N, B, view_uniforms(opts)) uniforms -> a random view of each."""
+    start = 0
+    for transform in active_transforms(opts):
+        images = transform.apply(images, uniforms[..., start:start + transform.n_uniforms], opts)
+        start += transform.n_uniforms
+    return images
 
 
 def affine_matrices(uniforms, rotation, shift, scale):
@@ -30,9 +63,11 @@ def affine_matrices(uniforms, rotation, shift, scale):
                         torch.stack([sin, cos, shift_y], dim=1)], dim=1)
 
 
+@view_transform(4, "aug_rotation", "aug_shift", "aug_scale")
 def random_affine(images, uniforms, opts):
-    """(N, B, C, H, W) images, (N, B, 4) uniforms -> the warped images, same shape.
-    Pixels from outside the image repeat its border (the background, on MNIST)."""
+    """(N, B, C, H, W) images, (N, B, 4) uniforms -> the warped images, same shape: one
+    `affine_grid` + `grid_sample` call for the whole batch. Pixels from outside the image
+    repeat its border (the background, on MNIST)."""
     flat = images.flatten(0, 1)
     theta = affine_matrices(uniforms.flatten(0, 1), opts.aug_rotation, opts.aug_shift, opts.aug_scale)
     grid = F.affine_grid(theta.to(flat.dtype), list(flat.shape), align_corners=False)

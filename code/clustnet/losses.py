@@ -1,10 +1,15 @@
 """Loss terms on the gate beyond the published method, each returning (N,): one value per net.
 
-Tensors are (N nets, B images, ...). Every reduction here runs over the images (dim 1) or
-the experts, never over the nets (dim 0), so the nets of a `--seeds` run never mix; the
-tests check it. The binary target splits a batch into two groups (0: negative, 1: positive);
-the terms act within each group, since the classes to discover live inside one group.
+A new term on the gate is one function decorated with `@gate_term("option")` and one line
+in options.py's table for its weight: the function sees one net's tensors (B images, ...),
+and gate_terms maps it over the nets of a `--seeds` run. The binary target splits a batch
+into two groups (0: negative, 1: positive); most terms act within each group, since the
+classes to discover live inside one group.
 """
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,34 +32,67 @@ def nll(log_probs, targets):
 
 
 def group_masks(targets):
-    """(N, B) binary targets -> (N, B, 2) floats: column g marks the images of group g."""
-    return F.one_hot(targets, 2).to(torch.float32)
+    """(B,) binary targets -> (B, 2) floats: column g marks the images of group g."""
+    return torch.stack([targets == 0, targets == 1], dim=-1).to(torch.float32)
 
 
 def mean_over_present_groups(values, masks):
-    """(N, 2) a value per group -> (N,) their mean over the groups that have images in the
-    batch (at batch size 4 a group is often absent)."""
-    present = (masks.sum(dim=1) > 0).to(values.dtype)
-    return (values * present).sum(dim=1) / present.sum(dim=1).clamp_min(1)
+    """(2,) a value per group -> their mean over the groups that have images in the batch
+    (at batch size 4 a group is often absent)."""
+    present = (masks.sum(dim=0) > 0).to(values.dtype)
+    return (values * present).sum() / present.sum().clamp_min(1)
 
 
-def group_balance(probs, targets):
-    """(N,) mean over the groups of the entropy of the group's mean p in the batch: high
+@dataclass(frozen=True)
+class GateTerm:
+    value: Callable  # (out, second_probs, targets, opts), one net's tensors -> its term ()
+    sign: float  # +1: added to the loss; -1: subtracted (a quantity to maximise)
+    second_view: bool  # reads the CN's p on a second augmented view of the images
+
+
+GATE_TERMS = {}  # option (the term's weight) -> GateTerm
+
+
+def gate_term(option, maximise=False, second_view=False):
+    """Register a loss term on the gate, weighted by the option `option` (0: off). The term
+    sees one net's tensors: GateOutputs fields (B, ...), the second view's p (B, K) or None,
+    the binary targets (B,); gate_terms maps it over the nets of a --seeds run."""
+    def register(value):
+        GATE_TERMS[option] = GateTerm(value, -1.0 if maximise else 1.0, second_view)
+        return value
+    return register
+
+
+@gate_term("entweig")
+def mean_entropy(out, second_probs, targets, opts):
+    """The mean entropy of p over the images: low when each choice is confident."""
+    return entropy(out.probs).mean()
+
+
+@gate_term("clustdivers", maximise=True)
+def batch_balance(out, second_probs, targets, opts):
+    """The entropy of the batch's mean p: high when the batch spreads over all the DNs."""
+    return entropy(out.probs.mean(dim=0))
+
+
+@gate_term("group_divers", maximise=True)
+def group_balance(out, second_probs, targets, opts):
+    """The mean over the groups of the entropy of the group's mean p in the batch: high
     when each group spreads over all the DNs."""
     masks = group_masks(targets)
-    sums = torch.einsum("nbg,nbk->ngk", masks, probs)
-    means = sums / masks.sum(dim=1).unsqueeze(-1).clamp_min(1)
+    means = masks.T @ out.probs / masks.sum(dim=0).unsqueeze(-1).clamp_min(1)
     return mean_over_present_groups(entropy(means), masks)
 
 
-def group_mutual_information(probs, other_probs, targets):
-    """(N,) mean over the two groups of the mutual information between the gate's choice on
+@gate_term("iic", maximise=True, second_view=True)
+def group_mutual_information(out, second_probs, targets, opts):
+    """The mean over the two groups of the mutual information between the gate's choice on
     two views of the same images (Invariant Information Clustering, Ji et al. 2019): the
     joint distribution of (DN for view 1, DN for view 2) over the group's images of the
     batch, symmetrised; MI = sum P log(P / (P_i P_j)). High when both views of an image go
     to the same DN and the group uses every DN equally."""
     masks = group_masks(targets)
-    joint = torch.einsum("nbg,nbk,nbl->ngkl", masks, probs, other_probs)
+    joint = torch.einsum("bg,bk,bl->gkl", masks, out.probs, second_probs)
     joint = (joint + joint.transpose(-1, -2)) / 2
     joint = joint / joint.sum(dim=(-1, -2), keepdim=True).clamp_min(TINY)
     row, column = joint.sum(dim=-1, keepdim=True), joint.sum(dim=-2, keepdim=True)
@@ -62,41 +100,52 @@ def group_mutual_information(probs, other_probs, targets):
     return mean_over_present_groups((joint * torch.log(ratio)).sum(dim=(-1, -2)), masks)
 
 
-def view_disagreement(probs, other_probs):
-    """(N,) mean over the images of -log(p . p'), p and p' the CN's distributions on two views
+@gate_term("consistency", second_view=True)
+def view_disagreement(out, second_probs, targets, opts):
+    """The mean over the images of -log(p . p'), p and p' the CN's distributions on two views
     of an image (SCAN's consistency term, Van Gansbeke et al. 2020): 0 when both views are
     sent to the same DN with certainty."""
-    return -torch.log((probs * other_probs).sum(dim=-1).clamp_min(TINY)).mean(dim=1)
+    return -torch.log((out.probs * second_probs).sum(dim=-1).clamp_min(TINY)).mean()
 
 
-def self_labelling(logits, other_probs, threshold):
-    """(N,) cross-entropy of the CN's logits on one view with the DN that the other view
-    picks, over the images where that choice is confident (max p' > threshold; SCAN's
+@gate_term("self_label", second_view=True)
+def self_labelling(out, second_probs, targets, opts):
+    """Cross-entropy of the CN's logits on one view with the DN that the other view picks,
+    over the images where that choice is confident (max p' > --self_label_threshold; SCAN's
     self-labelling step, FixMatch's pseudo-labels). 0 when no image is confident."""
-    confidence, label = other_probs.detach().max(dim=-1)
-    confident = (confidence > threshold).to(logits.dtype)
-    cross_entropy = image_nll(F.log_softmax(logits, dim=-1), label)
-    return (cross_entropy * confident).sum(dim=1) / confident.sum(dim=1).clamp_min(1)
+    confidence, label = second_probs.detach().max(dim=-1)
+    confident = (confidence > opts.self_label_threshold).to(out.logits.dtype)
+    cross_entropy = image_nll(F.log_softmax(out.logits, dim=-1), label)
+    return (cross_entropy * confident).sum() / confident.sum().clamp_min(1)
 
 
-def gate_terms(out, other_probs, targets, opts):
-    """(N,) the optional terms on the gate, to add to the binary loss. `out` is the model's
-    GateOutputs on the (first) view, `other_probs` the CN's p on the second view (None when
-    no term needs one)."""
-    loss = torch.zeros(out.probs.shape[0], device=out.probs.device)
-    if opts.iic:
-        loss = loss - opts.iic * group_mutual_information(out.probs, other_probs, targets)
-    if opts.consistency:
-        loss = loss + opts.consistency * view_disagreement(out.probs, other_probs)
-    if opts.self_label:
-        loss = loss + opts.self_label * self_labelling(out.logits, other_probs, opts.self_label_threshold)
-    if opts.group_divers:
-        loss = loss - opts.group_divers * group_balance(out.probs, targets)
-    return loss
+def gate_terms(out, second_probs, targets, opts):
+    """(N,) the weighted sum of the terms switched on, to add to the binary loss. `out` is
+    the model's GateOutputs (N, B, ...) on the (first) view, `second_probs` the CN's p on
+    the second view (None when no term reads one). Each term runs on one net at a time
+    (vmap over the nets' axis), so no term can mix the nets of a --seeds run."""
+    active = [(getattr(opts, option), term) for option, term in GATE_TERMS.items() if getattr(opts, option)]
+    if not active:
+        return torch.zeros(out.probs.shape[0], device=out.probs.device, dtype=out.probs.dtype)
+    fields = tuple(getattr(out, field.name) for field in dataclasses.fields(out))
+
+    def one_net(net_fields, net_second_probs, net_targets):
+        net_out = type(out)(*net_fields)
+        return sum(term.sign * weight * term.value(net_out, net_second_probs, net_targets, opts)
+                   for weight, term in active)
+
+    field_dims = tuple(None if field is None else 0 for field in fields)
+    return torch.vmap(one_net, in_dims=(field_dims, None if second_probs is None else 0, 0))(
+        fields, second_probs, targets)
 
 
 def needs_second_view(opts):
-    return bool(opts.iic or opts.consistency or opts.self_label)
+    return any(term.second_view and getattr(opts, option) for option, term in GATE_TERMS.items())
+
+
+def clustnet_loss(out, second_probs, targets, opts):
+    """(N,) each net's loss: the NLL of the binary target, plus the terms on the gate."""
+    return nll(out.log_probs, targets) + gate_terms(out, second_probs, targets, opts)
 
 
 def smallest_loss_experts(experts, targets):

@@ -52,10 +52,16 @@ class StackedMLP(nn.Module):
         for layer in self.layers:
             layer.reset_parameters(generators)
 
+    def layer_outputs(self, x):
+        """Each layer's output, before its ReLU (the last one is the MLP's output)."""
+        outputs = []
+        for layer in self.layers:
+            x = layer(F.relu(x) if outputs else x)
+            outputs.append(x)
+        return outputs
+
     def forward(self, x):
-        for i, layer in enumerate(self.layers):
-            x = layer(x) if i == 0 else layer(F.relu(x))
-        return x
+        return self.layer_outputs(x)[-1]
 
 
 class Encoder(nn.Module):
@@ -121,17 +127,21 @@ class Experts(nn.Module):
         for weight, bias in zip(self.weights, self.biases):
             uniform_init([weight, bias], weight.shape[2], generators)
 
-    def forward(self, z):
+    def layer_outputs(self, z):
+        """Each layer's output (N, B, K, n_out) of every expert, before its ReLU."""
         n_nets, batch, _ = z.shape
         # First layer: every expert reads z, so one matmul with the experts side by side.
         weight, bias = self.weights[0], self.biases[0]
         out = torch.bmm(z, weight.permute(0, 2, 1, 3).flatten(2)).view(n_nets, batch, self.n_experts, -1)
-        out = out + bias.view(n_nets, 1, self.n_experts, -1)
+        outputs = [out + bias.view(n_nets, 1, self.n_experts, -1)]
         for weight, bias in zip(self.weights[1:], self.biases[1:]):
-            hidden = F.relu(out).permute(0, 2, 1, 3).flatten(0, 1)  # (N*K, B, h)
+            hidden = F.relu(outputs[-1]).permute(0, 2, 1, 3).flatten(0, 1)  # (N*K, B, h)
             out = torch.baddbmm(bias.flatten(0, 1), hidden, weight.flatten(0, 1))
-            out = out.view(n_nets, self.n_experts, batch, -1).permute(0, 2, 1, 3)
-        return out
+            outputs.append(out.view(n_nets, self.n_experts, batch, -1).permute(0, 2, 1, 3))
+        return outputs
+
+    def forward(self, z):
+        return self.layer_outputs(z)[-1]
 
 
 def gate(probs, logits, mode, training, noise=None, temperature=1.0):
@@ -214,6 +224,17 @@ class ClustNet(nn.Module):
     def cluster_probs(self, x):
         """(N, B, C, H, W) images -> the CN's p (N, B, K), without running the DNs."""
         return F.softmax(self.cn(self.encoder(x)), dim=-1)
+
+    def hidden_activations(self, x):
+        """{layer name: activations} of every ReLU on (N, B, C, H, W) images: the encoder's
+        conv blocks and z, the CN's and the DNs' hidden layers (for the analyses)."""
+        activations = {f"encoder conv {i + 1}": maps for i, maps in enumerate(self.encoder.feature_maps(x))}
+        z = activations["encoder z"] = self.encoder(x)
+        for i, output in enumerate(self.cn.layer_outputs(z)[:-1]):
+            activations[f"CN hidden {i + 1}"] = F.relu(output)
+        for i, output in enumerate(self.dn.layer_outputs(z)[:-1]):
+            activations[f"DN hidden {i + 1}"] = F.relu(output)
+        return activations
 
     def forward(self, x, noise=None):
         """(N, B, C, H, W) images -> log-probabilities (N, B, 2) and the CN's p (N, B, K)."""

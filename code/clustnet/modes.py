@@ -6,8 +6,10 @@ from .checkpoint import resume_from
 from .errors import ClustNetError
 from .layout import CLUSTNET
 from .options import build_parser, parse_options
-from .pretraining import train_pretraining
-from .training import train
+from .pretraining import PRETRAINING_MODES
+from .training import CLUSTNET_MODE, train
+
+MODES = {CLUSTNET: CLUSTNET_MODE, **PRETRAINING_MODES}  # kind of net -> how it trains
 
 
 def main(argv):
@@ -19,9 +21,6 @@ def main(argv):
     kind = resume.kind if resume else run_kind(opts)
     opts = resume.opts if resume else opts
     try:
-        if kind == CLUSTNET:
-            train(opts, resume)
-        else:
-            train_pretraining(opts, kind, resume)
+        train(opts, kind, MODES[kind], resume)
     except KeyboardInterrupt:  # before the first epoch started: the loops report their own
         raise ClustNetError("interrupted before training started; no epoch to resume from") from None

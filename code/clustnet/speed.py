@@ -1,8 +1,7 @@
-"""Speed switches, in one place: choices that change how fast the training loops run, not
-what they compute. Both training loops (training.train_epoch for ClustNet, pretraining.train_pass
-for the one-expert baseline and the autoencoder) run inside `fast_cpu_kernels`, and the
-encoder (model.Encoder) lays its feature maps out in FEATURE_MAP_FORMAT, so the loops cannot
-drift apart.
+"""Speed switches, in one place: choices that change how fast training runs, not what it
+computes. The training loop of every mode (training.train_pass) runs inside
+`fast_cpu_kernels`, and the encoder (model.Encoder) lays its feature maps out in
+FEATURE_MAP_FORMAT.
 """
 
 from contextlib import contextmanager

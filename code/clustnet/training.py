@@ -8,6 +8,7 @@ import argparse
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,9 +19,9 @@ from .other_models import build_model
 from .checkpoint import initialise, restore, weights_bytes, write_bytes
 from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
-from .augment import N_UNIFORMS, augmenting, random_affine
+from .augment import random_view, view_uniforms
 from .layout import CLUSTNET, Experiment
-from .losses import entropy, gate_terms, needs_second_view, nll, scheduled_value, separated_cn_loss
+from .losses import clustnet_loss, needs_second_view, nll, scheduled_value, separated_cn_loss
 from .metrics import accuracies, confusion_matrix
 from .model import needs_noise
 from .options import options_ini
@@ -76,69 +77,85 @@ def in_set_order(values, order):
     return values[rows, torch.argsort(order, dim=1)]
 
 
-def net_losses(log_probs, probs, targets, opts):
-    """(N,) loss of each net: NLL of the binary target, plus the optional terms."""
-    loss = nll(log_probs, targets)
-    if opts.entweig:
-        loss = loss + opts.entweig * entropy(probs).mean(dim=1)
-    if opts.clustdivers:
-        loss = loss - opts.clustdivers * entropy(probs.mean(dim=1))
-    return loss
+def uniform_noise(generators, n_images, n_uniforms, device):
+    """(N, n, u) uniforms, each net's drawn from its own generator (gate samples, views)."""
+    return torch.stack([torch.rand(n_images, n_uniforms, generator=g) for g in generators]).to(device)
 
 
-def uniform_noise(generators, n_images, n_clusters, device):
-    """(N, n, K) uniforms, each net's drawn from its own generator (gate samples)."""
-    return torch.stack([torch.rand(n_images, n_clusters, generator=g) for g in generators]).to(device)
+def shuffled_order(generators, n_images, device):
+    """(N, n) each net's own random order of the training images."""
+    return torch.stack([torch.randperm(n_images, generator=g) for g in generators]).to(device)
 
 
-def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
-    """One pass over the training images in each net's own random order."""
+def optimiser_phases(optimisers, opts):
+    """The optimisers that step in each turn: all of them at every step, or with
+    --batch_period p > 0 the CN's and the others' in turns of p batches."""
+    if opts.batch_period and "cn" in optimisers:
+        return [[optimisers["cn"]], [optimisers["main"]]]
+    return [list(optimisers.values())]
+
+
+def train_pass(model, optimisers, order, opts, epoch, step_loss):
+    """One pass over the training images in each net's `order` (N, n): the loop of every mode.
+
+    `step_loss(index, batch, phase)` gives each net's loss (N,) on the images `index` (N, B)
+    (positions `batch` of the order) and the outputs to keep, a tuple of (N, B, ...) tensors;
+    `phase` says whose turn it is (optimiser_phases). Returns the kept outputs in the set's
+    order and each net's mean loss, on the CPU."""
     model.train()
-    n_nets, n_images, batch_size = model.n_nets, len(images), opts.batch_size
-    device = images.device
-    order = torch.stack([torch.randperm(n_images, generator=g) for g in generators]).to(device)
-    noise = uniform_noise(generators, n_images, opts.clust, device)
-    # Two random affine views of each image (4 uniforms each), when augmenting.
-    view_uniforms = uniform_noise(generators, n_images, 2 * N_UNIFORMS, device) if augmenting(opts) else None
-    separated = opts.clu_train_mode == "separated"
-    cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
-    smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
-    n_steps = -(-n_images // batch_size)
-    step_losses = torch.zeros(n_nets, n_steps, device=device)
-    log_probs = torch.empty(n_nets, n_images, 2, device=device)
-    cluster_probs = torch.empty(n_nets, n_images, opts.clust, device=device)
-    phases = [optimisers.values()] if opts.batch_period == 0 else [[optimisers["cn"]], [optimisers["main"]]]
+    n_nets, n_images = order.shape
+    phases = optimiser_phases(optimisers, opts)
+    n_steps = -(-n_images // opts.batch_size)
+    step_losses = torch.zeros(n_nets, n_steps, device=order.device)
+    kept = None
     steps = tqdm(range(n_steps), desc=f"epoch {epoch}", unit="batch", leave=False,
                  disable=not opts.progress, mininterval=1.0)
-    with fast_cpu_kernels(device, n_nets, batch_size):
+    with fast_cpu_kernels(order.device, n_nets, opts.batch_size):
         for step in steps:
-            batch = slice(step * batch_size, (step + 1) * batch_size)
-            index = order[:, batch]
-            batch_images, batch_targets = images[index], targets[index]
-            first = batch_images
-            if view_uniforms is not None:
-                first = random_affine(batch_images, view_uniforms[:, batch, :N_UNIFORMS], opts)
-            out = model.outputs(first, noise[:, batch])
+            batch = slice(step * opts.batch_size, (step + 1) * opts.batch_size)
             phase = (step // max(opts.batch_period, 1)) % len(phases)
-            if separated and phase == 0:  # the CN's turn: its hard-EM target
-                losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
-            else:
-                second_probs = out.probs  # without augmentation the second view is the first
-                if needs_second_view(opts) and view_uniforms is not None:
-                    second = random_affine(batch_images, view_uniforms[:, batch, N_UNIFORMS:], opts)
-                    second_probs = model.cluster_probs(second)
-                losses = (net_losses(out.log_probs, out.probs, batch_targets, opts)
-                          + gate_terms(out, second_probs, batch_targets, opts))
+            losses, outputs = step_loss(order[:, batch], batch, phase)
             model.zero_grad(set_to_none=True)
             losses.sum().backward()
             for optimiser in phases[phase]:
                 optimiser.step()
             step_losses[:, step] = losses.detach()
-            log_probs[:, batch] = out.log_probs.detach()
-            cluster_probs[:, batch] = out.probs.detach()
+            if kept is None:
+                kept = [torch.empty(n_nets, n_images, *output.shape[2:], dtype=output.dtype, device=output.device)
+                        for output in outputs]
+            for store, output in zip(kept, outputs):
+                store[:, batch] = output.detach()
     check_finite(step_losses, epoch)
-    return Scores(in_set_order(log_probs, order).cpu(), in_set_order(cluster_probs, order).cpu(),
-                  step_losses.mean(dim=1).cpu())
+    return [in_set_order(store, order).cpu() for store in kept], step_losses.mean(dim=1).cpu()
+
+
+def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
+    """ClustNet's pass over the training images: the gate's samples, the augmented views and
+    the separated mode's targets drawn from each net's generator, then train_pass."""
+    n_images, device = len(images), images.device
+    order = shuffled_order(generators, n_images, device)
+    noise = uniform_noise(generators, n_images, opts.clust, device)
+    n_view = view_uniforms(opts)  # uniforms per image and view; 0: no augmentation
+    views = uniform_noise(generators, n_images, 2 * n_view, device) if n_view else None
+    separated = opts.clu_train_mode == "separated"
+    cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
+    smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
+
+    def step_loss(index, batch, phase):
+        batch_images, batch_targets = images[index], targets[index]
+        first = batch_images if views is None else random_view(batch_images, views[:, batch, :n_view], opts)
+        out = model.outputs(first, noise[:, batch])
+        if separated and phase == 0:  # the CN's turn: its hard-EM target
+            losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
+        else:
+            second_probs = out.probs  # without augmentation the second view is the first
+            if views is not None and needs_second_view(opts):
+                second_probs = model.cluster_probs(random_view(batch_images, views[:, batch, n_view:], opts))
+            losses = clustnet_loss(out, second_probs, batch_targets, opts)
+        return losses, (out.log_probs, out.probs)
+
+    (log_probs, cluster_probs), losses = train_pass(model, optimisers, order, opts, epoch, step_loss)
+    return Scores(log_probs, cluster_probs, losses)
 
 
 def check_finite(step_losses, epoch):
@@ -152,20 +169,24 @@ def check_finite(step_losses, epoch):
 
 
 @torch.no_grad()
+def eval_chunks(model, images, opts, chunk_output):
+    """`chunk_output(x)`, a tuple of (N, b, ...) tensors, on the images in chunks of
+    --test_batch_size, every net on the same images (x is (N, b, C, H, W)), in eval mode;
+    the outputs concatenated over the chunks."""
+    model.eval()
+    chunks = [chunk_output(images[start:start + opts.test_batch_size].unsqueeze(0).expand(model.n_nets, -1, -1, -1, -1))
+              for start in range(0, len(images), opts.test_batch_size)]
+    return [torch.cat(parts, dim=1) for parts in zip(*chunks)]
+
+
 def evaluate(model, images, targets, generators, opts):
     """The nets' outputs on `images` (the same images for every net), in eval mode."""
-    model.eval()
-    n_nets, device = model.n_nets, images.device
-    log_probs, cluster_probs = [], []
-    for start in range(0, len(images), opts.test_batch_size):
-        chunk = images[start:start + opts.test_batch_size]
-        noise = uniform_noise(generators, len(chunk), opts.clust, device) if needs_noise(model.decision, False) \
+    def chunk_output(x):
+        noise = uniform_noise(generators, x.shape[1], opts.clust, x.device) if needs_noise(model.decision, False) \
             else None
-        out_log_probs, out_probs = model(chunk.unsqueeze(0).expand(n_nets, *chunk.shape), noise)
-        log_probs.append(out_log_probs)
-        cluster_probs.append(out_probs)
-    log_probs, cluster_probs = torch.cat(log_probs, dim=1), torch.cat(cluster_probs, dim=1)
-    losses = nll(log_probs, targets.expand(n_nets, -1))
+        return model(x, noise)
+    log_probs, cluster_probs = eval_chunks(model, images, opts, chunk_output)
+    losses = nll(log_probs, targets.expand(model.n_nets, -1))
     return Scores(log_probs.cpu(), cluster_probs.cpu(), losses.cpu())
 
 
@@ -296,36 +317,55 @@ def prepare(opts, kind=CLUSTNET, resume=None):
     return exp, run, device
 
 
-def train(opts, resume=None):
-    """Train the nets of `opts` for opts.epochs epochs (from the epoch after `resume`'s when
-    continuing a net). Each epoch's files are written by a background thread while the next
-    epoch trains, the weights last (writer.py)."""
-    exp, run, device = prepare(opts, CLUSTNET, resume)
-    data, model, optimisers, generators = run.data, run.model, run.optimisers, run.generators
+@dataclass(frozen=True)
+class Mode:
+    """What one kind of net does in an epoch, for the epoch loop of `train`."""
+    name: str  # in the first printed line
+    scores: Callable  # (run, epoch) -> its outputs: a training pass (epoch 0: an evaluation) and the test set's
+    report: Callable  # (exp, run, scores, epoch) -> (the writes of the epoch's files, a printed line per net)
+
+
+def clustnet_scores(run, epoch):
+    data, opts = run.data, run.opts
     train_targets = binary_targets(data.train_y, opts.pos_classes)
+    if epoch == 0:  # the initial nets, evaluated on both sets
+        train_scores = evaluate(run.model, data.train_x, train_targets, run.generators, opts)
+    else:
+        train_scores = train_epoch(run.model, run.optimisers, data.train_x, train_targets, run.generators, opts, epoch)
     test_targets = binary_targets(data.test_y, opts.pos_classes)
-    train_labels, test_labels = data.train_y.cpu(), data.test_y.cpu()
-    print(f"experiment {exp.exp_id}: nets {', '.join(map(str, run.ind_ids))} on {opts.dataset} "
-          f"({len(data.train_x)} train, {len(data.test_x)} test images), device {device}"
+    return train_scores, evaluate(run.model, data.test_x, test_targets, run.generators, opts)
+
+
+def clustnet_report(exp, run, scores, epoch):
+    train_scores, test_scores = scores
+    train_results, train_writes = epoch_writes(exp, run, train_scores, run.data.train_y.cpu(), True, epoch)
+    test_results, test_writes = epoch_writes(exp, run, test_scores, run.data.test_y.cpu(), False, epoch)
+    lines = [f"net {ind_id} epoch {epoch}: {describe('train', train_scores.loss[net], train_results[net])} | "
+             f"{describe('test', test_scores.loss[net], test_results[net])}" for net, ind_id in enumerate(run.ind_ids)]
+    return train_writes + test_writes, lines
+
+
+CLUSTNET_MODE = Mode("nets", clustnet_scores, clustnet_report)
+
+
+def train(opts, kind, mode, resume=None):
+    """Train the nets of `opts` (a `kind` of net, trained as `mode` says) for opts.epochs
+    epochs, from the epoch after `resume`'s when continuing a net. Each epoch's files are
+    written by a background thread while the next epoch trains, the weights last (writer.py)."""
+    exp, run, device = prepare(opts, kind, resume)
+    print(f"experiment {exp.exp_id}: {mode.name} {', '.join(map(str, run.ind_ids))} on {opts.dataset} "
+          f"({len(run.data.train_x)} train, {len(run.data.test_x)} test images), device {device}"
           + (f", resumed from {resume.path}" if resume else ""), flush=True)
-    with EpochWriter(exp, run.ind_ids, CLUSTNET, opts.epochs) as writer:
+    with EpochWriter(exp, run.ind_ids, kind, opts.epochs) as writer:
         for epoch in range(run.first_epoch, opts.epochs + 1):
             start = time.perf_counter()
-            if epoch == 0:  # the initial nets, evaluated on both sets
-                train_scores = evaluate(model, data.train_x, train_targets, generators, opts)
-            else:
-                set_learning_rates(optimisers, opts, epoch)
-                train_scores = train_epoch(model, optimisers, data.train_x, train_targets, generators, opts, epoch)
-            test_scores = evaluate(model, data.test_x, test_targets, generators, opts)
+            if epoch:
+                set_learning_rates(run.optimisers, opts, epoch)
+            scores = mode.scores(run, epoch)
             seconds = time.perf_counter() - start
             # What writing costs the training thread: the accuracies, the weights' snapshot,
             # and waiting for the previous epoch's files when the writer lags behind.
-            train_results, train_writes = epoch_writes(exp, run, train_scores, train_labels, True, epoch)
-            test_results, test_writes = epoch_writes(exp, run, test_scores, test_labels, False, epoch)
-            writer.submit(train_writes + test_writes + weights_writes(exp, run, epoch))
+            writes, lines = mode.report(exp, run, scores, epoch)
+            writer.submit(writes + weights_writes(exp, run, epoch))
             written = time.perf_counter() - start - seconds
-            for net, ind_id in enumerate(run.ind_ids):
-                print(f"net {ind_id} epoch {epoch}: "
-                      f"{describe('train', train_scores.loss[net], train_results[net])} | "
-                      f"{describe('test', test_scores.loss[net], test_results[net])} | "
-                      f"{seconds:.1f} s + {written:.1f} s writing", flush=True)
+            print("\n".join(f"{line} | {seconds:.1f} s + {written:.1f} s writing" for line in lines), flush=True)
