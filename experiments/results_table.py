@@ -20,17 +20,26 @@ from clustnet.options import read_saved_options  # noqa: E402
 
 DATASETS = {"MNIST": ("linDet", "linDet2", "baselines_mnist", "mnist"),
             "CIFAR-10": ("linDet_cifar", "linDet2_cifar", "baselines_cifar", "cifar")}
-# experiments/gate_study.sh's variants: clust_best.config, then each ingredient removed.
-# Each row also names the run's batch size, and --cn_binary_grad False where it was set
-# (read from the nets' saved options).
-GATE_VARIANTS = {"binary_grad10": "clust_best.config", "try_bs128": "clust_best.config", "best": "clust_best.config",
-                 "no_views": "without the consistency of two views",
-                 "no_augmentation": "without augmentation (both views the image itself)",
-                 "no_balance": "without the per-group balance",
-                 "binary_grad": "clust_best.config",
+# experiments/gate_study.sh's variants: clust_best.config, then each ingredient removed; the
+# published code's separated mode; and the study of clust_best.config's first version (its
+# ablations ran 3 epochs). Each row also names the run's batch size, and --cn_binary_grad
+# False where it was set (read from the nets' saved options).
+WITHOUT = {"no_views": "without the consistency of two views",
+           "no_augmentation": "without augmentation (both views the image itself)",
+           "no_balance": "without the per-group balance"}
+GATE_VARIANTS = {"best": "clust_best.config",
+                 **{name: f"clust_best.config {text}" for name, text in WITHOUT.items()},
                  "cut_binary_grad": "clust_best.config",
                  "separated": "the published code's separated mode (clust.config, --clu_train_mode separated "
-                              "--batch_period 1)"}
+                              "--batch_period 1)",
+                 "first_best": "clust_best.config's first version",
+                 **{f"first_{name}": f"the first version {text}" for name, text in WITHOUT.items()},
+                 "first_binary_grad": "the first version with the binary loss reaching the CN"}
+
+
+def reference_of(variant):
+    """The run a shorter variant is compared with at its own epoch."""
+    return "first_best" if variant.startswith("first_") else "best"
 
 
 def run_settings(exp_id):
@@ -59,23 +68,25 @@ def final_epochs(exp_id, epoch=None):
     return table[table.epoch == (table.epoch.max() if epoch is None else epoch)]
 
 
+def gate_row(exp_id, description, gate):
+    return ([f"ClustNet, {description}{run_settings(exp_id)}, {len(gate)} seeds (`{exp_id}`)", int(gate.epoch.iloc[0])]
+            + [percent(gate[name]) for name in ACCURACIES])
+
+
 def rows_for(dataset):
     sweep_id, seeds_id, baselines_id, gate_name = DATASETS[dataset]
     rows = []
-    gate_epochs = set()
+    final = {}  # variant -> its last epoch
     for variant, description in GATE_VARIANTS.items():
         gate = final_epochs(f"gate_{variant}_{gate_name}")
         if gate is not None and len(gate):
-            gate_epochs.add(int(gate.epoch.iloc[0]))
-            rows.append([f"ClustNet, {description}{run_settings(f'gate_{variant}_{gate_name}')}, {len(gate)} seeds "
-                         f"(`gate_{variant}_{gate_name}`)",
-                         int(gate.epoch.iloc[0])] + [percent(gate[name]) for name in ACCURACIES])
-    # The ablations may be shorter than the best method's run: its numbers at their epoch too.
-    for epoch in sorted(gate_epochs)[:-1]:
-        gate = final_epochs(f"gate_best_{gate_name}", epoch)
-        if gate is not None and len(gate):
-            rows.append([f"ClustNet, clust_best.config at epoch {epoch}{run_settings(f'gate_best_{gate_name}')}, "
-                         f"{len(gate)} seeds (`gate_best_{gate_name}`)", epoch] + [percent(gate[name]) for name in ACCURACIES])
+            final[variant] = int(gate.epoch.iloc[0])
+            rows.append(gate_row(f"gate_{variant}_{gate_name}", description, gate))
+    # A variant shorter than its reference: the reference's numbers at that epoch too.
+    shorter = {(reference_of(v), e) for v, e in final.items() if e < final.get(reference_of(v), e)}
+    for reference, epoch in sorted(shorter):
+        gate = final_epochs(f"gate_{reference}_{gate_name}", epoch)
+        rows.append(gate_row(f"gate_{reference}_{gate_name}", f"{GATE_VARIANTS[reference]} at epoch {epoch}", gate))
     seeds = final_epochs(seeds_id)
     if seeds is not None:
         rows.append([f"ClustNet, batch size 4, lr 0.01, {len(seeds)} seeds (`{seeds_id}`)", int(seeds.epoch.iloc[0])]

@@ -15,7 +15,8 @@ from PIL import Image
 
 from conftest import REPO, TINY, run_cli, write_mnist
 from clustnet import analyses
-from clustnet.checkpoint import load_checkpoint, load_clustnet
+from clustnet.checkpoint import load_checkpoint
+from clustnet.nets import load_clustnet
 from clustnet.data import load_dataset
 from clustnet.errors import run_cli as run_in_process
 from clustnet.layout import Experiment, score_columns

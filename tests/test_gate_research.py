@@ -11,7 +11,7 @@ import torch
 from clustnet.augment import affine_matrices, random_affine
 from clustnet.losses import (gate_terms, group_balance, group_mutual_information, scheduled_value,
                              self_labelling, separated_cn_loss, smallest_loss_experts)
-from clustnet.model import GateOutputs
+from clustnet.model import GateOutputs, ModelConfig
 
 LOG2 = math.log(2)
 
@@ -197,7 +197,7 @@ def tiny_model_and_batch(*argv):
     opts = parse_options(["--encnbfilters", "2", "--enchidd_repr_size", "8", "--clhidd_repr_size", "8",
                           "--clust", "3", *argv])
     generators = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
-    model = ClustNet(2, (1, 16, 16), opts)
+    model = ClustNet(2, ModelConfig.from_options(opts, (1, 16, 16)))
     model.reset_parameters(generators)
     images = torch.randn(16, 1, 16, 16, generator=generators[0])
     targets = torch.arange(16) % 2

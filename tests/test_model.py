@@ -4,7 +4,7 @@ import argparse
 
 import torch
 
-from clustnet.model import ClustNet, gate
+from clustnet.model import ClustNet, ModelConfig, gate
 from clustnet.options import parse_options
 
 
@@ -33,7 +33,7 @@ def test_training_gate_samples_from_p():
 def test_straight_through_gradient_reaches_the_cn():
     torch.manual_seed(0)
     opts = tiny_opts()
-    model = ClustNet(1, (1, 28, 28), opts)
+    model = ClustNet(1, ModelConfig.from_options(opts, (1, 28, 28)))
     model.reset_parameters([torch.Generator().manual_seed(0)])
     model.train()
     images = torch.randn(1, 6, 1, 28, 28)
@@ -45,7 +45,7 @@ def test_straight_through_gradient_reaches_the_cn():
 
 def test_forward_output_is_the_chosen_dn():
     opts = tiny_opts()
-    model = ClustNet(1, (1, 28, 28), opts).eval()
+    model = ClustNet(1, ModelConfig.from_options(opts, (1, 28, 28))).eval()
     model.reset_parameters([torch.Generator().manual_seed(1)])
     images = torch.randn(1, 4, 1, 28, 28)
     log_probs, probs = model(images)
@@ -58,9 +58,44 @@ def test_forward_output_is_the_chosen_dn():
 
 def test_stacked_nets_start_as_if_alone():
     opts = tiny_opts()
-    pair = ClustNet(2, (1, 28, 28), opts)
+    pair = ClustNet(2, ModelConfig.from_options(opts, (1, 28, 28)))
     pair.reset_parameters([torch.Generator().manual_seed(s) for s in (1, 2)])
-    alone = ClustNet(1, (1, 28, 28), opts)
+    alone = ClustNet(1, ModelConfig.from_options(opts, (1, 28, 28)))
     alone.reset_parameters([torch.Generator().manual_seed(2)])
     for (name, stacked), single in zip(pair.state_dict().items(), alone.state_dict().values()):
         assert torch.equal(stacked[1:2], single), name
+
+
+def test_a_weights_file_rebuilds_its_net_from_its_saved_config(tmp_path):
+    """The file holds the ModelConfig; a net is rebuilt from it, whatever the options'
+    defaults become, and a file from before the config was saved is rebuilt from its options."""
+    from clustnet.checkpoint import load_checkpoint, save_weights, write_bytes
+    from clustnet.layout import CLUSTNET
+    from clustnet.nets import load_clustnet
+    from clustnet.options import options_ini
+    import io
+    opts = tiny_opts(clust=3, denblayers=2, dehidd_repr_size=6)
+    config = ModelConfig.from_options(opts, (1, 16, 16))
+    model = ClustNet(1, config)
+    model.reset_parameters([torch.Generator().manual_seed(3)])
+    path = tmp_path / "net"
+    save_weights(path, CLUSTNET, model, {}, [torch.Generator()], 0, 1, options_ini(opts))
+    checkpoint = load_checkpoint(path)
+    assert ModelConfig(**checkpoint["config"]) == config and config.image_shape == (1, 16, 16)
+    # The options saved beside it disagree: the config decides the architecture.
+    checkpoint["options"] = options_ini(tiny_opts(clust=2))
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    write_bytes(path, buffer.getvalue())
+    rebuilt, _ = load_clustnet(path)
+    assert rebuilt.config == config and rebuilt.dn.n_experts == 3
+    # An older file, without the config: the options and the image shape.
+    del checkpoint["config"]
+    checkpoint["options"] = options_ini(opts)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    write_bytes(path, buffer.getvalue())
+    rebuilt, _ = load_clustnet(path)
+    assert rebuilt.config == config
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[name], tensor), name

@@ -13,7 +13,8 @@ from clustnet.errors import ClustNetError
 from clustnet.layout import CAE, CLUSTNET, DETECTNET, SCORE_COLUMNS, Experiment
 from clustnet.modes import main
 from clustnet.options import parse_options
-from clustnet.other_models import build_model
+from clustnet.model import ModelConfig
+from clustnet.nets import build_model
 from clustnet.speed import use_onednn
 from clustnet.training import make_optimiser, make_optimisers, nll, shuffled_order, train_epoch, train_pass
 
@@ -147,7 +148,7 @@ def test_clustnet_and_pretraining_loops_take_their_cpu_kernels_from_one_switch(n
     seen = []
     before = torch.backends.mkldnn.enabled
 
-    clustnet = build_model(CLUSTNET, n_nets, (1, 28, 28), opts)
+    clustnet = build_model(CLUSTNET, n_nets, ModelConfig.from_options(opts, (1, 28, 28)))
     clustnet.reset_parameters(generators)
     outputs = clustnet.outputs
 
@@ -157,7 +158,7 @@ def test_clustnet_and_pretraining_loops_take_their_cpu_kernels_from_one_switch(n
     clustnet.outputs = recorded_outputs
     train_epoch(clustnet, make_optimisers(clustnet, opts), images, targets, generators, opts, 1)
 
-    detectnet = build_model(DETECTNET, n_nets, (1, 28, 28), opts)
+    detectnet = build_model(DETECTNET, n_nets, ModelConfig.from_options(opts, (1, 28, 28)))
     detectnet.reset_parameters(generators)
 
     def step_loss(index, batch, phase):

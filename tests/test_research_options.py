@@ -12,7 +12,7 @@ import torch
 
 from clustnet import training
 from clustnet.losses import clustnet_loss
-from clustnet.model import ClustNet, GateOutputs, gate
+from clustnet.model import ClustNet, GateOutputs, ModelConfig, gate
 from clustnet.options import parse_options
 
 LN2 = math.log(2)
@@ -25,7 +25,7 @@ def opts_for(*argv):
 
 
 def tiny_model(opts, n_nets=1, seed=0):
-    model = ClustNet(n_nets, (1, 12, 12), opts)
+    model = ClustNet(n_nets, ModelConfig.from_options(opts, (1, 12, 12)))
     model.reset_parameters([torch.Generator().manual_seed(seed + net) for net in range(n_nets)])
     return model
 

@@ -10,7 +10,7 @@ import torch
 
 from conftest import TINY, run_cli
 from clustnet.layout import Experiment
-from clustnet.model import ClustNet, net_state
+from clustnet.model import ClustNet, ModelConfig, net_state
 from clustnet.options import parse_options
 from clustnet.losses import clustnet_loss
 
@@ -52,9 +52,9 @@ def test_seeds_write_complete_nets_independent_of_their_neighbours(mnist_dir, ou
 def test_stacked_step_computes_the_one_net_loss_and_gradients():
     opts = parse_options(["--encnbfilters", "4", "--enchidd_repr_size", "16", "--clhidd_repr_size", "16",
                           "--denblayers", "2"])
-    pair = ClustNet(2, (1, 28, 28), opts)
+    pair = ClustNet(2, ModelConfig.from_options(opts, (1, 28, 28)))
     pair.reset_parameters([torch.Generator().manual_seed(s) for s in (1, 2)])
-    single = ClustNet(1, (1, 28, 28), opts)
+    single = ClustNet(1, ModelConfig.from_options(opts, (1, 28, 28)))
     single.load_state_dict(net_state(pair, 0))
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(2, 6, 1, 28, 28, generator=generator)

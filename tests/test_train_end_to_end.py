@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from conftest import TINY, run_cli
-from clustnet.checkpoint import load_clustnet
+from clustnet.nets import load_clustnet
 from clustnet.data import load_dataset
 from clustnet.layout import Experiment, atomic_path, read_scores, score_columns, write_scores
 from clustnet.metrics import accuracies

@@ -22,7 +22,8 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 from . import plots
-from .checkpoint import load_checkpoint, load_clustnet, load_encoder
+from .checkpoint import load_checkpoint
+from .nets import load_clustnet, load_encoder
 from .data import binary_targets, load_dataset
 from .errors import ClustNetError
 from .layout import Experiment, atomic_path, read_scores

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .checkpoint import save_weights
 from .layout import CLUSTNET, PROJECT_ROOT, Experiment
-from .model import ClustNet
+from .model import ClustNet, ModelConfig
 from .options import parse_options
 from .training import Scores, evaluate, make_optimisers, train_epoch, write_epoch
 
@@ -50,7 +50,7 @@ def default_options(batch_size, extra=(), config="clust.config"):
 
 def build(n_nets, opts, device):
     generators = [torch.Generator().manual_seed(seed) for seed in range(1, n_nets + 1)]
-    model = ClustNet(n_nets, IMAGE_SHAPE, opts)
+    model = ClustNet(n_nets, ModelConfig.from_options(opts, IMAGE_SHAPE))
     model.reset_parameters(generators)
     model.to(device)
     return model, make_optimisers(model, opts), generators
@@ -117,7 +117,7 @@ def write_seconds(device):
         start = time.perf_counter()
         write_epoch(exp, run, scores[0], labels[0], True, 1)
         write_epoch(exp, run, scores[1], labels[1], False, 1)
-        save_weights(exp.weights_path(1, 1), CLUSTNET, model, IMAGE_SHAPE, optimisers, generators, 0, 1, "")
+        save_weights(exp.weights_path(1, 1), CLUSTNET, model, optimisers, generators, 0, 1, "")
         return time.perf_counter() - start
 
 

@@ -7,13 +7,35 @@ same way, with an expert axis, and all evaluated by one batched matmul.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .speed import FEATURE_MAP_FORMAT
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that shapes a net: its input and the options the model reads, nothing else.
+    Saved in every weights file (as a dict), which a net is rebuilt from."""
+    image_shape: tuple  # (C, H, W)
+    encnblayers: int  # conv blocks of the encoder
+    encnbfilters: int  # filters of the first block (doubled at each block)
+    enchidd_repr_size: int  # size of z
+    clust: int  # DNs (experts)
+    clnblayers: int  # dense layers of the CN
+    clhidd_repr_size: int
+    denblayers: int  # dense layers of each DN
+    dehidd_repr_size: int
+    decision_clu: str  # the gate: DE, FS, FD, SD or GSF
+    temperature: float  # GSF's
+    cn_binary_grad: bool  # whether the binary loss reaches the CN through the gate
+
+    @classmethod
+    def from_options(cls, opts, image_shape):
+        return cls(tuple(image_shape), *(getattr(opts, f.name) for f in fields(cls)[1:]))
 
 
 def uniform_init(tensors, fan_in, generators):
@@ -69,8 +91,9 @@ class Encoder(nn.Module):
 
     The nets' channels sit side by side in one grouped convolution: (B, N*C, H, W)."""
 
-    def __init__(self, n_nets, image_shape, n_blocks, n_filters, repr_size):
+    def __init__(self, n_nets, config):
         super().__init__()
+        image_shape, n_blocks, n_filters = config.image_shape, config.encnblayers, config.encnbfilters
         channels, height, width = image_shape
         self.n_nets = n_nets
         self.conv_weights, self.conv_biases = nn.ParameterList(), nn.ParameterList()
@@ -83,7 +106,7 @@ class Encoder(nn.Module):
                 raise ValueError(f"{n_blocks} conv blocks shrink a {image_shape[1]}x{image_shape[2]} "
                                  "image to nothing")
         self.feature_shape = (channels, height, width)
-        self.dense = StackedLinear(n_nets, channels * height * width, repr_size)
+        self.dense = StackedLinear(n_nets, channels * height * width, config.enchidd_repr_size)
 
     def reset_parameters(self, generators):
         for weight, bias in zip(self.conv_weights, self.conv_biases):
@@ -111,6 +134,11 @@ class Encoder(nn.Module):
         batch = x.shape[1]
         features = self.feature_maps(x)[-1].reshape(batch, self.n_nets, -1).transpose(0, 1)
         return F.relu(self.dense(features))
+
+
+def expert_sizes(config):
+    """Layer sizes of one DN: z, then denblayers - 1 hidden layers, then the 2 logits."""
+    return [config.enchidd_repr_size] + [config.dehidd_repr_size] * (config.denblayers - 1) + [2]
 
 
 class Experts(nn.Module):
@@ -187,17 +215,14 @@ class GateOutputs:
 class ClustNet(nn.Module):
     """Encoder -> z; CN(z) -> p -> gate h; output log_softmax(sum_k h_k DN_k(z))."""
 
-    def __init__(self, n_nets, image_shape, opts):
+    def __init__(self, n_nets, config):
         super().__init__()
-        self.n_nets = n_nets
-        self.decision = opts.decision_clu
-        self.temperature = opts.temperature
-        self.binary_grad = opts.cn_binary_grad
-        self.encoder = Encoder(n_nets, image_shape, opts.encnblayers, opts.encnbfilters, opts.enchidd_repr_size)
-        self.cn = StackedMLP(n_nets, [opts.enchidd_repr_size] + [opts.clhidd_repr_size] * (opts.clnblayers - 1)
-                             + [opts.clust])
-        self.dn = Experts(n_nets, opts.clust, [opts.enchidd_repr_size]
-                          + [opts.dehidd_repr_size] * (opts.denblayers - 1) + [2])
+        self.n_nets, self.config = n_nets, config
+        self.decision = config.decision_clu
+        self.encoder = Encoder(n_nets, config)
+        self.cn = StackedMLP(n_nets, [config.enchidd_repr_size] + [config.clhidd_repr_size] * (config.clnblayers - 1)
+                             + [config.clust])
+        self.dn = Experts(n_nets, config.clust, expert_sizes(config))
 
     def reset_parameters(self, generators):
         for module in (self.encoder, self.cn, self.dn):
@@ -214,8 +239,8 @@ class ClustNet(nn.Module):
         z = self.encoder(x)
         logits = self.cn(z)
         probs = F.softmax(logits, dim=-1)
-        h = gate(probs, logits, self.decision, self.training, noise, self.temperature)
-        if not self.binary_grad:
+        h = gate(probs, logits, self.decision, self.training, noise, self.config.temperature)
+        if not self.config.cn_binary_grad:
             h = h.detach()
         experts = self.dn(z)
         mixed = (h.unsqueeze(-1) * experts).sum(dim=2)

@@ -1,8 +1,8 @@
 """The entry of trainVal.py: which mode a command line asks for (ClustNet, the one-expert
 baseline, the autoencoder, or continuing a net), and running it."""
 
-from .other_models import run_kind
-from .checkpoint import resume_from
+from .nets import run_kind
+from .resume import resume_from
 from .errors import ClustNetError
 from .layout import CLUSTNET
 from .options import build_parser, parse_options

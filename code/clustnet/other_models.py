@@ -8,23 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layout import CAE, CLUSTNET, DETECTNET
-from .model import ClustNet, Encoder, Experts, StackedLinear, uniform_init
-
-
-def expert_sizes(opts):
-    """Layer sizes of one DN: z, then denblayers - 1 hidden layers, then the 2 logits."""
-    return [opts.enchidd_repr_size] + [opts.dehidd_repr_size] * (opts.denblayers - 1) + [2]
+from .model import Encoder, Experts, StackedLinear, expert_sizes, uniform_init
 
 
 class DetectNet(nn.Module):
     """The encoder and a single DN: ClustNet with one expert and no gate."""
 
-    def __init__(self, n_nets, image_shape, opts):
+    def __init__(self, n_nets, config):
         super().__init__()
-        self.n_nets = n_nets
-        self.encoder = Encoder(n_nets, image_shape, opts.encnblayers, opts.encnbfilters, opts.enchidd_repr_size)
-        self.dn = Experts(n_nets, 1, expert_sizes(opts))
+        self.n_nets, self.config = n_nets, config
+        self.encoder = Encoder(n_nets, config)
+        self.dn = Experts(n_nets, 1, expert_sizes(config))
 
     def reset_parameters(self, generators):
         self.encoder.reset_parameters(generators)
@@ -79,11 +73,11 @@ class Decoder(nn.Module):
 class ConvAutoencoder(nn.Module):
     """ClustNet's encoder and a mirrored decoder, trained to reconstruct the image (MSE)."""
 
-    def __init__(self, n_nets, image_shape, opts):
+    def __init__(self, n_nets, config):
         super().__init__()
-        self.n_nets = n_nets
-        self.encoder = Encoder(n_nets, image_shape, opts.encnblayers, opts.encnbfilters, opts.enchidd_repr_size)
-        self.decoder = Decoder(self.encoder, image_shape, opts.enchidd_repr_size)
+        self.n_nets, self.config = n_nets, config
+        self.encoder = Encoder(n_nets, config)
+        self.decoder = Decoder(self.encoder, config.image_shape, config.enchidd_repr_size)
 
     def reset_parameters(self, generators):
         self.encoder.reset_parameters(generators)
@@ -91,15 +85,3 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
-
-
-MODELS = {CLUSTNET: ClustNet, DETECTNET: DetectNet, CAE: ConvAutoencoder}
-
-
-def run_kind(opts):
-    """Which net the options train: the autoencoder, the one-expert baseline or ClustNet."""
-    return CAE if opts.pretrain_cae else DETECTNET if opts.pretrain else CLUSTNET
-
-
-def build_model(kind, n_nets, image_shape, opts):
-    return MODELS[kind](n_nets, image_shape, opts)

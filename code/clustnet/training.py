@@ -15,8 +15,9 @@ import torch
 from tqdm import tqdm
 
 from . import layout
-from .other_models import build_model
-from .checkpoint import initialise, restore, weights_bytes, write_bytes
+from .checkpoint import weights_bytes, write_bytes
+from .nets import build_nets
+from .resume import restore
 from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .augment import random_view, view_uniforms
@@ -234,7 +235,7 @@ def weights_writes(exp, run, epoch):
     writes = []
     for net, ind_id in enumerate(run.ind_ids):
         path = exp.weights_path(ind_id, epoch, run.kind)
-        content = weights_bytes(run.kind, run.model, run.data.image_shape, run.optimisers, run.generators, net,
+        content = weights_bytes(run.kind, run.model, run.optimisers, run.generators, net,
                                 epoch, run.ini_texts[net])
         writes.append((path, partial(write_bytes, path, content)))
     return writes
@@ -293,14 +294,7 @@ def prepare(opts, kind=CLUSTNET, resume=None):
     check_against_data(opts, data, kind)
     seeds = opts.seeds or [opts.seed]
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    try:
-        model = build_model(kind, len(seeds), data.image_shape, opts)
-    except ValueError as error:
-        raise ClustNetError(f"--encnblayers {opts.encnblayers}: {error}") from None
-    model.reset_parameters(generators)
-    if resume is None:
-        initialise(model, kind, opts, generators)
-    model.to(device)
+    model = build_nets(kind, data.image_shape, opts, generators, initialise_from_files=resume is None).to(device)
     optimisers = make_optimisers(model, opts) if kind == CLUSTNET else {"main": make_optimiser(model.parameters(), opts)}
     if resume is not None:
         ind_ids, ini_texts = [opts.ind_id], [restore(resume, exp, model, optimisers, generators)]

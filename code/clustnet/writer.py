@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .checkpoint import resume_hints
+from .resume import resume_hints
 from .errors import ClustNetError
 
 # "background": a worker thread writes; "inline": the training thread writes, as before the

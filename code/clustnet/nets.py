@@ -1,0 +1,103 @@
+"""Building the nets of a run: the table of models, which one a command line asks for, and
+their weights: drawn from each net's own generator, then the --init* files; and a net
+rebuilt from its weights file for the analyses."""
+
+import torch
+
+from . import layout
+from .checkpoint import checkpoint_options, copy_layers, load_checkpoint, load_checkpoint_of
+from .errors import ClustNetError
+from .layout import CAE, CLUSTNET, DETECTNET
+from .model import ClustNet, Encoder, ModelConfig
+from .other_models import ConvAutoencoder, DetectNet
+
+MODELS = {CLUSTNET: ClustNet, DETECTNET: DetectNet, CAE: ConvAutoencoder}
+
+
+def run_kind(opts):
+    """Which net the options train: the autoencoder, the one-expert baseline or ClustNet."""
+    return CAE if opts.pretrain_cae else DETECTNET if opts.pretrain else CLUSTNET
+
+
+def build_model(kind, n_nets, config):
+    return MODELS[kind](n_nets, config)
+
+
+def build_nets(kind, image_shape, opts, generators, initialise_from_files=True):
+    """len(generators) nets of `kind`, stacked, their weights drawn from each net's generator,
+    then (unless the run resumes a net) copied from the --init* files."""
+    try:
+        model = build_model(kind, len(generators), ModelConfig.from_options(opts, image_shape))
+    except ValueError as error:
+        raise ClustNetError(f"--encnblayers {opts.encnblayers}: {error}") from None
+    model.reset_parameters(generators)
+    if initialise_from_files:
+        initialise(model, kind, opts, generators)
+    return model
+
+
+def add_relative_noise(module, scale, generators):
+    """Each net's copy of each tensor += scale x the tensor's mean |value| x N(0, 1) noise,
+    drawn from the net's own generator, so that copies of one pretrained DN differ."""
+    if not scale:
+        return
+    with torch.no_grad():
+        for tensor in module.parameters():
+            for net, generator in enumerate(generators):
+                size = tensor[net].abs().mean()
+                noise = torch.randn(tensor[net].shape, generator=generator)
+                tensor[net] += scale * size * noise.to(tensor.device)
+
+
+def initialise(model, kind, opts, generators):
+    """Weights from the --init_enc, --init (a pretrained DN) and --init_clu files.
+
+    A DN only makes sense on the representation it was trained on, so --init also copies the
+    DN file's encoder, which --init_enc, when given, replaces."""
+    if opts.init:
+        if kind != layout.CLUSTNET:
+            raise ClustNetError(f"--init {opts.init}: a {kind} run can only resume a {kind} weights file")
+        checkpoint = load_checkpoint_of(opts.init, (layout.DETECTNET,), "--init (other than a resume)")
+        copy_layers(model, checkpoint["model"], opts.init, "encoder.")
+        copy_layers(model, checkpoint["model"], opts.init, "dn.", shared_axes=2)
+        add_relative_noise(model.dn, opts.noise_init, generators)
+    if opts.init_enc:
+        checkpoint = load_checkpoint_of(opts.init_enc, layout.KINDS, "--init_enc")
+        copy_layers(model, checkpoint["model"], opts.init_enc, "encoder.")
+    if opts.init_clu:
+        if kind != layout.CLUSTNET:
+            raise ClustNetError(f"--init_clu: a {kind} net has no clustering network")
+        checkpoint = load_checkpoint_of(opts.init_clu, (layout.CLUSTNET,), "--init_clu")
+        copy_layers(model, checkpoint["model"], opts.init_clu, "cn.")
+
+
+def saved_config(checkpoint, opts):
+    """The ModelConfig a weights file was written with (files from before it was saved: from
+    the file's options and image shape)."""
+    if "config" in checkpoint:
+        return ModelConfig(**checkpoint["config"])
+    return ModelConfig.from_options(opts, checkpoint["image_shape"])
+
+
+def load_encoder(path):
+    """The encoder of any weights file holding one (ClustNet, one-DN net, CAE: all store it
+    under `encoder.`), in eval mode, and the file's options."""
+    checkpoint = load_checkpoint(path)
+    kind = checkpoint.get("kind")
+    state = {key.removeprefix("encoder."): value for key, value in checkpoint["model"].items()
+             if key.startswith("encoder.")}
+    if kind not in layout.KINDS or not state or "image_shape" not in checkpoint:
+        raise ClustNetError(f"{path} holds no encoder (a {kind} weights file)")
+    opts = checkpoint_options(checkpoint, path)
+    encoder = Encoder(1, saved_config(checkpoint, opts))
+    encoder.load_state_dict(state)
+    return encoder.eval(), opts
+
+
+def load_clustnet(path):
+    """A one-net ClustNet from a ClustNet weights file, in eval mode, and its options."""
+    checkpoint = load_checkpoint_of(path, (layout.CLUSTNET,), "this")
+    opts = checkpoint_options(checkpoint, path)
+    model = build_model(CLUSTNET, 1, saved_config(checkpoint, opts))
+    copy_layers(model, checkpoint["model"], path, "")
+    return model.eval(), opts
