@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from clustnet.augment import affine_matrices, random_affine
+from clustnet.augment import affine_matrices, random_affine, random_flip, random_jitter, random_view, view_uniforms
 from clustnet.losses import (gate_terms, group_balance, group_mutual_information, scheduled_value,
                              self_labelling, separated_cn_loss, smallest_loss_experts)
 from clustnet.model import GateOutputs, ModelConfig
@@ -122,6 +122,37 @@ def test_affine_views_rotate_and_shift_as_asked():
     # Uniforms of 0.5 are the identity, whatever the magnitudes.
     identity = affine_matrices(torch.full((1, 4), 0.5), 30, 0.2, 0.3)
     assert torch.allclose(identity, torch.tensor([[[1.0, 0, 0], [0, 1, 0]]]))
+
+
+def test_jitter_scales_the_contrast_around_the_mean_then_shifts_the_brightness():
+    image = torch.tensor([1.0, 2.0, 3.0, 6.0]).view(1, 1, 1, 2, 2)  # mean 3
+    opts = SimpleNamespace(aug_jitter=0.5)
+    # Uniforms (1, 0): contrast 1.5 around 3, brightness -0.5: 3 + 1.5 (x - 3) - 0.5.
+    jittered = random_jitter(image, torch.tensor([[[1.0, 0.0]]]), opts)
+    assert jittered.flatten().tolist() == pytest.approx([-0.5, 1.0, 2.5, 7.0])
+    # Uniforms of 0.5: the image itself.
+    assert torch.equal(random_jitter(image, torch.tensor([[[0.5, 0.5]]]), opts), image)
+
+
+def test_flip_mirrors_the_images_whose_uniform_is_below_the_probability():
+    images = torch.arange(8.0).view(1, 2, 1, 2, 2)
+    flipped = random_flip(images, torch.tensor([[[0.2], [0.7]]]), SimpleNamespace(aug_flip=0.5))
+    assert flipped[0, 0, 0].tolist() == [[1.0, 0.0], [3.0, 2.0]]  # 0.2 < 0.5: mirrored
+    assert torch.equal(flipped[0, 1], images[0, 1])  # 0.7: kept
+
+
+def test_the_view_applies_every_transform_that_is_on_with_its_own_uniforms():
+    """random_view draws the affine warp's 4 uniforms, then the jitter's 2; a transform whose
+    options are all 0 is skipped and reads none."""
+    image = torch.arange(16.0).view(1, 1, 1, 4, 4)
+    both = SimpleNamespace(aug_rotation=90, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5)
+    assert view_uniforms(both) == 6
+    uniforms = torch.tensor([[[1.0, 0.5, 0.5, 0.5, 0.5, 1.0]]])  # a quarter turn, brightness +0.5
+    expected = torch.rot90(image[0, 0, 0], 1, (0, 1)) + 0.5
+    assert torch.allclose(random_view(image, uniforms, both)[0, 0, 0], expected, atol=1e-5)
+    jitter_only = SimpleNamespace(aug_rotation=0, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5)
+    assert view_uniforms(jitter_only) == 2
+    assert torch.allclose(random_view(image, uniforms[..., 4:], jitter_only), image + 0.5)
 
 
 def test_each_image_gets_its_own_view():

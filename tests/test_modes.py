@@ -161,13 +161,40 @@ def test_clustnet_and_pretraining_loops_take_their_cpu_kernels_from_one_switch(n
     detectnet = build_model(DETECTNET, n_nets, ModelConfig.from_options(opts, (1, 28, 28)))
     detectnet.reset_parameters(generators)
 
-    def step_loss(index, batch, phase):
+    def step_loss(view, index, batch, phase):
         seen.append(("pretraining", torch.backends.mkldnn.enabled))
-        log_probs = detectnet(images[index])
+        log_probs = detectnet(view(0))
         return nll(log_probs, targets[index]), (log_probs,)
-    train_pass(detectnet, {"main": make_optimiser(detectnet.parameters(), opts)},
-               shuffled_order(generators, len(images), images.device), opts, 1, step_loss)
+    train_pass(detectnet, {"main": make_optimiser(detectnet.parameters(), opts)}, images,
+               shuffled_order(generators, len(images), images.device), None, opts, 1, step_loss)
 
     assert {loop for loop, _ in seen} == {"clustnet", "pretraining"}
     assert all(enabled is onednn for _, enabled in seen)
     assert torch.backends.mkldnn.enabled is before
+
+
+def test_the_loop_hands_every_mode_the_batch_in_its_two_random_views():
+    """train_pass's view(k): the batch's images warped with the uniforms k*u..(k+1)*u of
+    their row in `views`, for every mode alike; without views, the images themselves."""
+    opts = parse_options(["-c", "clust.config", "--batch_size", "3", "--aug_rotation", "90", *TINY])
+    images = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    generators = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+    detectnet = build_model(DETECTNET, 2, ModelConfig.from_options(opts, (1, 28, 28)))
+    detectnet.reset_parameters(generators)
+    order = shuffled_order(generators, len(images), images.device)
+    views = torch.full((2, 6, 8), 0.5)
+    views[..., 0] = 1.0  # view 0: a quarter turn
+    seen = []
+
+    def step_loss(view, index, batch, phase):
+        seen.append((index, view(0), view(1)))
+        return detectnet(view(0)).sum(dim=(1, 2)), ()
+    for given in (views, None):
+        seen.clear()
+        train_pass(detectnet, {"main": make_optimiser(detectnet.parameters(), opts)}, images, order, given, opts, 1,
+                   step_loss)
+        assert len(seen) == 2
+        for index, first, second in seen:
+            batch = images[index]
+            turned = torch.rot90(batch, 1, (-2, -1)) if given is not None else batch
+            assert torch.allclose(first, turned, atol=1e-4) and torch.allclose(second, batch, atol=1e-4)

@@ -71,7 +71,7 @@ def test_bad_config_files(tmp_path, text, message):
 
 # Options added by the gate research (after the first saved nets): a file written before
 # them lacks their lines.
-GATE_RESEARCH_OPTIONS = ("aug_rotation", "aug_shift", "aug_scale", "iic", "consistency", "self_label",
+GATE_RESEARCH_OPTIONS = ("aug_rotation", "aug_shift", "aug_scale", "aug_flip", "aug_jitter", "iic", "consistency", "self_label",
                          "self_label_threshold", "group_divers", "cn_binary_grad", "clu_train_mode",
                          "rand_prop_val_sched", "rand_prop_epo_sched")
 

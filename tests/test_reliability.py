@@ -191,6 +191,8 @@ BAD_INPUTS = [
     ("a seed given twice", lambda t, m, f: ["--data_dir", m, "--seeds", "1", "2", "1"],
      r"^--seeds 1 2 1: seed 1 is given more than once; each seed trains one net"),
     ("a zoom of 100% or more", lambda t, m, f: ["--data_dir", m, "--aug_scale", "1"], r"^--aug_scale 1.0: must be below 1"),
+    ("a flip probability above 1", lambda t, m, f: ["--data_dir", m, "--aug_flip", "1.5"],
+     r"^--aug_flip 1.5: a probability must be at most 1"),
     ("a negative term weight", lambda t, m, f: ["--data_dir", m, "--consistency", "-1"],
      r"^--consistency -1.0: must be at least 0"),
     ("separated mode without turns", lambda t, m, f: ["--data_dir", m, "--clu_train_mode", "separated"],

@@ -73,3 +73,22 @@ def random_affine(images, uniforms, opts):
     grid = F.affine_grid(theta.to(flat.dtype), list(flat.shape), align_corners=False)
     warped = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return warped.view_as(images)
+
+
+@view_transform(1, "aug_flip")
+def random_flip(images, uniforms, opts):
+    """(N, B, C, H, W) images, (N, B, 1) uniforms -> each image mirrored left-right where its
+    uniform is below --aug_flip (the probability of a flip)."""
+    flip = (uniforms[..., 0] < opts.aug_flip).view(*uniforms.shape[:2], 1, 1, 1)
+    return torch.where(flip, images.flip(-1), images)
+
+
+@view_transform(2, "aug_jitter")
+def random_jitter(images, uniforms, opts):
+    """(N, B, C, H, W) images, (N, B, 2) uniforms -> each image's contrast scaled around its
+    mean by a factor in [1 - v, 1 + v], then its brightness shifted by up to +-v (pixels are
+    normalised: v in units of the dataset's standard deviation); v = --aug_jitter."""
+    signed = (2 * uniforms - 1) * opts.aug_jitter
+    contrast, brightness = (1 + signed[..., 0]).view(*signed.shape[:2], 1, 1, 1), signed[..., 1, None, None, None]
+    mean = images.mean(dim=(-3, -2, -1), keepdim=True)
+    return mean + contrast * (images - mean) + brightness

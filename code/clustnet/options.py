@@ -93,10 +93,14 @@ OPTIONS = [
     Option("clustdivers", float, 0.0, "weight of the entropy of the batch's mean p, subtracted from the loss (> 0: a balanced use of the DNs)"),
     # Beyond the paper: training the gate to find the classes (all off by default)
     Option("aug_rotation", float, 0.0, "augmentation: random rotation of the training images, up to +- this many "
-                                       "degrees (any aug_* > 0 trains on random affine views)", minimum=0.0),
+                                       "degrees (any aug_* > 0 trains on two random views of each image)", minimum=0.0),
     Option("aug_shift", float, 0.0, "augmentation: random shift, up to +- this fraction of the image size",
            minimum=0.0),
     Option("aug_scale", float, 0.0, "augmentation: random zoom by a factor in [1 - v, 1 + v]", minimum=0.0),
+    Option("aug_flip", float, 0.0, "augmentation: probability of mirroring a view left-right (not for digits)",
+           minimum=0.0),
+    Option("aug_jitter", float, 0.0, "augmentation: random contrast (a factor in [1 - v, 1 + v] around the "
+                                     "image's mean) and brightness (+- v, in standard deviations)", minimum=0.0),
     Option("iic", float, 0.0, "weight of the mutual information between the CN's p on two augmented views of "
                               "each image, within each binary group (IIC), subtracted from the loss", minimum=0.0),
     Option("consistency", float, 0.0, "weight of -log(p . p'), p and p' the CN's distributions on two augmented "
@@ -297,6 +301,8 @@ def check_values(values):
         raise ClustNetError("--clu_train_mode separated alternates CN and DN turns: give --batch_period 1 or more")
     if values["aug_scale"] >= 1:
         raise ClustNetError(f"--aug_scale {values['aug_scale']}: must be below 1")
+    if values["aug_flip"] > 1:
+        raise ClustNetError(f"--aug_flip {values['aug_flip']}: a probability must be at most 1")
     repeated = sorted({seed for seed in values["seeds"] if values["seeds"].count(seed) > 1})
     if repeated:
         which = f"seed {repeated[0]} is" if len(repeated) == 1 else f"seeds {', '.join(map(str, repeated))} are"

@@ -12,9 +12,16 @@ from .data import binary_targets
 from .layout import CAE, DETECTNET
 from .losses import nll
 from .plots import save_figure
-from .training import Mode, eval_chunks, shuffled_order, train_pass
+from .training import Mode, draw_views, eval_chunks, shuffled_order, train_pass
 
 N_SHOWN = 8  # test images shown beside their reconstructions
+
+
+def epoch_draws(run):
+    """Each net's order of the training images and their views' uniforms for an epoch."""
+    images, generators = run.data.train_x, run.generators
+    return (shuffled_order(generators, len(images), images.device),
+            draw_views(generators, len(images), run.opts, images.device))
 
 
 def detectnet_scores(run, epoch):
@@ -28,11 +35,11 @@ def detectnet_scores(run, epoch):
         train_loss = nll(train_log_probs, train_targets.expand(model.n_nets, -1)).cpu()
         train_log_probs = train_log_probs.cpu()
     else:
-        def step_loss(index, batch, phase):
-            log_probs = model(data.train_x[index])
+        def step_loss(view, index, batch, phase):
+            log_probs = model(view(0))
             return nll(log_probs, train_targets[index]), (log_probs,)
-        order = shuffled_order(run.generators, len(data.train_x), data.train_x.device)
-        (train_log_probs,), train_loss = train_pass(model, run.optimisers, order, opts, epoch, step_loss)
+        (train_log_probs,), train_loss = train_pass(model, run.optimisers, data.train_x, *epoch_draws(run), opts,
+                                                    epoch, step_loss)
     (test_log_probs,) = eval_chunks(model, data.test_x, opts, lambda x: (model(x),))
     test_loss = nll(test_log_probs, test_targets.expand(model.n_nets, -1)).cpu()
     return (train_log_probs, train_loss), (test_log_probs.cpu(), test_loss)
@@ -74,12 +81,10 @@ def cae_scores(run, epoch):
     if epoch == 0:
         train_error = reconstruction_error(run, data.train_x)
     else:
-        def step_loss(index, batch, phase):
-            images = data.train_x[index]
-            errors = squared_error(model(images), images)
-            return errors.mean(dim=1), ()
-        order = shuffled_order(run.generators, len(data.train_x), data.train_x.device)
-        _, train_error = train_pass(model, run.optimisers, order, opts, epoch, step_loss)
+        def step_loss(view, index, batch, phase):
+            images = view(0)
+            return squared_error(model(images), images).mean(dim=1), ()
+        _, train_error = train_pass(model, run.optimisers, data.train_x, *epoch_draws(run), opts, epoch, step_loss)
     (reconstructions,) = eval_chunks(model, data.test_x[:N_SHOWN], opts, lambda x: (model(x),))
     return train_error, reconstruction_error(run, data.test_x), reconstructions.cpu()
 

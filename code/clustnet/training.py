@@ -96,14 +96,24 @@ def optimiser_phases(optimisers, opts):
     return [list(optimisers.values())]
 
 
-def train_pass(model, optimisers, order, opts, epoch, step_loss):
-    """One pass over the training images in each net's `order` (N, n): the loop of every mode.
+def draw_views(generators, n_images, opts, device):
+    """(N, n, 2u) the uniforms of two random views of each training image (augment.py), each
+    net's from its own generator; None without augmentation."""
+    n_uniforms = view_uniforms(opts)
+    return uniform_noise(generators, n_images, 2 * n_uniforms, device) if n_uniforms else None
 
-    `step_loss(index, batch, phase)` gives each net's loss (N,) on the images `index` (N, B)
-    (positions `batch` of the order) and the outputs to keep, a tuple of (N, B, ...) tensors;
-    `phase` says whose turn it is (optimiser_phases). Returns the kept outputs in the set's
-    order and each net's mean loss, on the CPU."""
+
+def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
+    """One pass over the training `images` in each net's `order` (N, n): the loop of every mode.
+
+    `step_loss(view, index, batch, phase)` gives each net's loss (N,) on the images `index`
+    (N, B) (positions `batch` of the order) and the outputs to keep, a tuple of (N, B, ...)
+    tensors; `view(k)` is the batch in its random view k (0 or 1) drawn from `views`
+    (draw_views; the images themselves when None), the one place where a batch is
+    transformed; `phase` says whose turn it is (optimiser_phases). Returns the kept outputs
+    in the set's order and each net's mean loss, on the CPU."""
     model.train()
+    n_uniforms = view_uniforms(opts)
     n_nets, n_images = order.shape
     phases = optimiser_phases(optimisers, opts)
     n_steps = -(-n_images // opts.batch_size)
@@ -115,7 +125,14 @@ def train_pass(model, optimisers, order, opts, epoch, step_loss):
         for step in steps:
             batch = slice(step * opts.batch_size, (step + 1) * opts.batch_size)
             phase = (step // max(opts.batch_period, 1)) % len(phases)
-            losses, outputs = step_loss(order[:, batch], batch, phase)
+            index = order[:, batch]
+            batch_images = images[index]
+
+            def view(k):
+                if views is None:
+                    return batch_images
+                return random_view(batch_images, views[:, batch, k * n_uniforms:(k + 1) * n_uniforms], opts)
+            losses, outputs = step_loss(view, index, batch, phase)
             model.zero_grad(set_to_none=True)
             losses.sum().backward()
             for optimiser in phases[phase]:
@@ -136,26 +153,24 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     n_images, device = len(images), images.device
     order = shuffled_order(generators, n_images, device)
     noise = uniform_noise(generators, n_images, opts.clust, device)
-    n_view = view_uniforms(opts)  # uniforms per image and view; 0: no augmentation
-    views = uniform_noise(generators, n_images, 2 * n_view, device) if n_view else None
+    views = draw_views(generators, n_images, opts, device)
     separated = opts.clu_train_mode == "separated"
     cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
 
-    def step_loss(index, batch, phase):
-        batch_images, batch_targets = images[index], targets[index]
-        first = batch_images if views is None else random_view(batch_images, views[:, batch, :n_view], opts)
-        out = model.outputs(first, noise[:, batch])
+    def step_loss(view, index, batch, phase):
+        batch_targets = targets[index]
+        out = model.outputs(view(0), noise[:, batch])
         if separated and phase == 0:  # the CN's turn: its hard-EM target
             losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
         else:
             second_probs = out.probs  # without augmentation the second view is the first
             if views is not None and needs_second_view(opts):
-                second_probs = model.cluster_probs(random_view(batch_images, views[:, batch, n_view:], opts))
+                second_probs = model.cluster_probs(view(1))
             losses = clustnet_loss(out, second_probs, batch_targets, opts)
         return losses, (out.log_probs, out.probs)
 
-    (log_probs, cluster_probs), losses = train_pass(model, optimisers, order, opts, epoch, step_loss)
+    (log_probs, cluster_probs), losses = train_pass(model, optimisers, images, order, views, opts, epoch, step_loss)
     return Scores(log_probs, cluster_probs, losses)
 
 
