@@ -124,7 +124,7 @@ def gate_terms(out, second_probs, targets, opts):
     the model's GateOutputs (N, B, ...) on the (first) view, `second_probs` the CN's p on
     the second view (None when no term reads one). Each term runs on one net at a time
     (vmap over the nets' axis), so no term can mix the nets of a --seeds run."""
-    active = [(getattr(opts, option), term) for option, term in GATE_TERMS.items() if getattr(opts, option)]
+    active = active_terms(opts)
     if not active:
         return torch.zeros(out.probs.shape[0], device=out.probs.device, dtype=out.probs.dtype)
     fields = tuple(getattr(out, field.name) for field in dataclasses.fields(out))
@@ -142,8 +142,13 @@ def gate_terms(out, second_probs, targets, opts):
         fields, second_probs, targets)
 
 
+def active_terms(opts):
+    """(weight, GateTerm) of each term switched on (a non-zero weight)."""
+    return [(getattr(opts, option), term) for option, term in GATE_TERMS.items() if getattr(opts, option)]
+
+
 def needs_second_view(opts):
-    return any(term.second_view and getattr(opts, option) for option, term in GATE_TERMS.items())
+    return any(term.second_view for _, term in active_terms(opts))
 
 
 def clustnet_loss(out, second_probs, targets, opts):

@@ -218,7 +218,6 @@ class ClustNet(nn.Module):
     def __init__(self, n_nets, config):
         super().__init__()
         self.n_nets, self.config = n_nets, config
-        self.decision = config.decision_clu
         self.encoder = Encoder(n_nets, config)
         self.cn = StackedMLP(n_nets, [config.enchidd_repr_size] + [config.clhidd_repr_size] * (config.clnblayers - 1)
                              + [config.clust])
@@ -239,7 +238,7 @@ class ClustNet(nn.Module):
         z = self.encoder(x)
         logits = self.cn(z)
         probs = F.softmax(logits, dim=-1)
-        h = gate(probs, logits, self.decision, self.training, noise, self.config.temperature)
+        h = gate(probs, logits, self.config.decision_clu, self.training, noise, self.config.temperature)
         if not self.config.cn_binary_grad:
             h = h.detach()
         experts = self.dn(z)

@@ -4,10 +4,9 @@ rebuilt from its weights file for the analyses."""
 
 import torch
 
-from . import layout
 from .checkpoint import checkpoint_options, copy_layers, load_checkpoint, load_checkpoint_of
 from .errors import ClustNetError
-from .layout import CAE, CLUSTNET, DETECTNET
+from .layout import CAE, CLUSTNET, DETECTNET, KINDS
 from .model import ClustNet, Encoder, ModelConfig
 from .other_models import ConvAutoencoder, DetectNet
 
@@ -55,19 +54,19 @@ def initialise(model, kind, opts, generators):
     A DN only makes sense on the representation it was trained on, so --init also copies the
     DN file's encoder, which --init_enc, when given, replaces."""
     if opts.init:
-        if kind != layout.CLUSTNET:
+        if kind != CLUSTNET:
             raise ClustNetError(f"--init {opts.init}: a {kind} run can only resume a {kind} weights file")
-        checkpoint = load_checkpoint_of(opts.init, (layout.DETECTNET,), "--init (other than a resume)")
+        checkpoint = load_checkpoint_of(opts.init, (DETECTNET,), "--init (other than a resume)")
         copy_layers(model, checkpoint["model"], opts.init, "encoder.")
         copy_layers(model, checkpoint["model"], opts.init, "dn.", shared_axes=2)
         add_relative_noise(model.dn, opts.noise_init, generators)
     if opts.init_enc:
-        checkpoint = load_checkpoint_of(opts.init_enc, layout.KINDS, "--init_enc")
+        checkpoint = load_checkpoint_of(opts.init_enc, KINDS, "--init_enc")
         copy_layers(model, checkpoint["model"], opts.init_enc, "encoder.")
     if opts.init_clu:
-        if kind != layout.CLUSTNET:
+        if kind != CLUSTNET:
             raise ClustNetError(f"--init_clu: a {kind} net has no clustering network")
-        checkpoint = load_checkpoint_of(opts.init_clu, (layout.CLUSTNET,), "--init_clu")
+        checkpoint = load_checkpoint_of(opts.init_clu, (CLUSTNET,), "--init_clu")
         copy_layers(model, checkpoint["model"], opts.init_clu, "cn.")
 
 
@@ -86,7 +85,7 @@ def load_encoder(path):
     kind = checkpoint.get("kind")
     state = {key.removeprefix("encoder."): value for key, value in checkpoint["model"].items()
              if key.startswith("encoder.")}
-    if kind not in layout.KINDS or not state or "image_shape" not in checkpoint:
+    if kind not in KINDS or not state or "image_shape" not in checkpoint:
         raise ClustNetError(f"{path} holds no encoder (a {kind} weights file)")
     opts = checkpoint_options(checkpoint, path)
     encoder = Encoder(1, saved_config(checkpoint, opts))
@@ -96,7 +95,7 @@ def load_encoder(path):
 
 def load_clustnet(path):
     """A one-net ClustNet from a ClustNet weights file, in eval mode, and its options."""
-    checkpoint = load_checkpoint_of(path, (layout.CLUSTNET,), "this")
+    checkpoint = load_checkpoint_of(path, (CLUSTNET,), "this")
     opts = checkpoint_options(checkpoint, path)
     model = build_model(CLUSTNET, 1, saved_config(checkpoint, opts))
     copy_layers(model, checkpoint["model"], path, "")

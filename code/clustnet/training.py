@@ -157,6 +157,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     separated = opts.clu_train_mode == "separated"
     cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
+    second_view = views is not None and needs_second_view(opts)
 
     def step_loss(view, index, batch, phase):
         batch_targets = targets[index]
@@ -165,7 +166,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
             losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
         else:
             second_probs = out.probs  # without augmentation the second view is the first
-            if views is not None and needs_second_view(opts):
+            if second_view:
                 second_probs = model.cluster_probs(view(1))
             losses = clustnet_loss(out, second_probs, batch_targets, opts)
         return losses, (out.log_probs, out.probs)
@@ -198,8 +199,9 @@ def eval_chunks(model, images, opts, chunk_output):
 def evaluate(model, images, targets, generators, opts):
     """The nets' outputs on `images` (the same images for every net), in eval mode."""
     def chunk_output(x):
-        noise = uniform_noise(generators, x.shape[1], opts.clust, x.device) if needs_noise(model.decision, False) \
-            else None
+        noise = None
+        if needs_noise(model.config.decision_clu, False):
+            noise = uniform_noise(generators, x.shape[1], opts.clust, x.device)
         return model(x, noise)
     log_probs, cluster_probs = eval_chunks(model, images, opts, chunk_output)
     losses = nll(log_probs, targets.expand(model.n_nets, -1))
