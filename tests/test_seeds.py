@@ -10,7 +10,7 @@ import torch
 
 from conftest import TINY, run_cli
 from clustnet.layout import Experiment
-from clustnet.model import ClustNet, ModelConfig, net_state
+from clustnet.model import ClustNet, ModelConfig, net_optimiser_state, net_state
 from clustnet.options import parse_options
 from clustnet.losses import clustnet_loss
 
@@ -67,3 +67,18 @@ def test_stacked_step_computes_the_one_net_loss_and_gradients():
     assert torch.allclose(losses["pair"][0], losses["single"][0], rtol=0, atol=1e-6)
     for (name, stacked), alone in zip(pair.named_parameters(), single.parameters()):
         assert torch.allclose(stacked.grad[:1], alone.grad, rtol=1e-5, atol=1e-6), name
+    # One Adam step: net 0's cut of the pair's optimiser state is the single net's state.
+    optimisers = {name: torch.optim.Adam(model.parameters(), lr=0.01)
+                  for name, model in (("pair", pair), ("single", single))}
+    for optimiser in optimisers.values():
+        optimiser.step()
+    cut, alone = net_optimiser_state(optimisers["pair"], 0), optimisers["single"].state_dict()
+    assert cut["param_groups"] == alone["param_groups"]
+    for key, entry in alone["state"].items():
+        assert set(cut["state"][key]) == {"step", "exp_avg", "exp_avg_sq"}
+        assert torch.equal(cut["state"][key]["step"], entry["step"])
+        for field in ("exp_avg", "exp_avg_sq"):
+            assert cut["state"][key][field].shape == entry[field].shape
+            assert torch.allclose(cut["state"][key][field], entry[field], rtol=1e-5, atol=1e-9), (key, field)
+    other = net_optimiser_state(optimisers["pair"], 1)
+    assert not torch.allclose(other["state"][0]["exp_avg"], cut["state"][0]["exp_avg"])

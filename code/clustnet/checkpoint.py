@@ -8,19 +8,8 @@ import torch
 
 from . import layout
 from .errors import ClustNetError
-from .model import net_state
+from .model import net_optimiser_state, net_state
 from .options import options_from_ini_text
-
-
-def slice_optimiser_state(state, net, n_nets):
-    """The optimiser state of net `net`: every stacked tensor cut to its slice."""
-    def cut(value):
-        if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == n_nets:
-            return value[net:net + 1].clone()
-        return value
-    return {"state": {key: {name: cut(value) for name, value in entry.items()}
-                      for key, entry in state["state"].items()},
-            "param_groups": state["param_groups"]}
 
 
 def weights_bytes(kind, model, optimisers, generators, net, epoch, ini_text):
@@ -30,8 +19,7 @@ def weights_bytes(kind, model, optimisers, generators, net, epoch, ini_text):
     checkpoint = {"kind": kind, "epoch": epoch, "options": ini_text, "image_shape": model.config.image_shape,
                   "config": dataclasses.asdict(model.config),
                   "model": net_state(model, net),
-                  "optimisers": {name: slice_optimiser_state(opt.state_dict(), net, model.n_nets)
-                                 for name, opt in optimisers.items()},
+                  "optimisers": {name: net_optimiser_state(opt, net) for name, opt in optimisers.items()},
                   "generator": generators[net].get_state()}
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)

@@ -192,8 +192,9 @@ def gate(probs, logits, mode, training, noise=None, temperature=1.0):
         choice = below.sum(dim=-1).clamp_max(probs.shape[-1] - 1)
     else:
         choice = probs.argmax(dim=-1)
-    # scatter_, not F.one_hot: one_hot checks its input's range, a host sync on every step.
-    hard = torch.zeros_like(probs).scatter_(-1, choice.unsqueeze(-1), 1.0)
+    # scatter, not F.one_hot: one_hot checks its input's range, a host sync on every step;
+    # not the in-place scatter_ either, which torch.vmap runs net by net (no batching rule).
+    hard = torch.zeros_like(probs).scatter(-1, choice.unsqueeze(-1), 1.0)
     return hard + probs - probs.detach()  # forward: hard; backward: as if h were p
 
 
@@ -271,6 +272,15 @@ def net_state(model, net):
     return {name: tensor[net:net + 1].detach().clone() for name, tensor in model.state_dict().items()}
 
 
-def stack_states(states):
-    """Stack 1-net state dicts into one for a model of len(states) nets."""
-    return {name: torch.cat([state[name] for state in states]) for name in states[0]}
+def net_optimiser_state(optimiser, net):
+    """The state dict of an optimiser over stacked parameters, as a 1-net model's optimiser
+    would hold it: every state tensor shaped like its parameter (a momentum, Adam's moments)
+    cut to net number `net`; the others (Adam's step count) kept whole."""
+    state = optimiser.state_dict()
+    params = [param for group in optimiser.param_groups for param in group["params"]]
+
+    def cut(value, param):
+        return value[net:net + 1].clone() if torch.is_tensor(value) and value.shape == param.shape else value
+    return {"state": {key: {name: cut(value, params[key]) for name, value in entry.items()}
+                      for key, entry in state["state"].items()},
+            "param_groups": state["param_groups"]}
