@@ -13,7 +13,9 @@ import sys
 
 import torch
 
-from clustnet.benchmarking import benchmark, gate_terms_cost
+from clustnet.benchmarking import benchmark, checkout_benchmarking, gate_terms_cost, side_by_side
+from clustnet.errors import run_cli
+from clustnet.layout import atomic_path
 
 
 def parse_arguments(argv):
@@ -31,6 +33,9 @@ def parse_arguments(argv):
     parser.add_argument("--num_threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     parser.add_argument("--no_cuda", action="store_true", help="run on the CPU even with a GPU")
     parser.add_argument("--csv", help="also write the table to this CSV file")
+    parser.add_argument("--against", metavar="DIR",
+                        help="another checkout's code/ folder: compare training speed with it, side by side")
+    parser.add_argument("--rounds", type=int, default=6, help="--against: timings of each side per row")
     return parser.parse_args(argv)
 
 
@@ -43,16 +48,20 @@ def main(argv):
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"device {device} ({machine}), torch {torch.__version__}", flush=True)
-    table = benchmark(args.batch_sizes, args.images, args.seeds, args.data_dir, args.real_batch_sizes,
-                      device, extra, report=lambda line: print(line, flush=True), real_only=args.real_only)
+    if args.against:
+        table = side_by_side(checkout_benchmarking(args.against), args.batch_sizes, args.images, args.seeds,
+                             args.rounds, device)
+    else:
+        table = benchmark(args.batch_sizes, args.images, args.seeds, args.data_dir, args.real_batch_sizes,
+                          device, extra, report=lambda line: print(line, flush=True), real_only=args.real_only)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
     if args.csv:
-        table.to_csv(args.csv, index=False)
-    if not args.real_only:
+        with atomic_path(args.csv) as tmp:
+            table.to_csv(tmp, index=False)
+    if not (args.real_only or args.against):
         print("\nthe cost of clust_best.config's terms per training step (one net):")
         print(gate_terms_cost(args.batch_sizes, args.images, device).to_string(
             index=False, float_format=lambda v: f"{v:.4g}"))
 
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_cli(main, sys.argv[1:]))

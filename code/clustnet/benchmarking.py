@@ -1,16 +1,22 @@
 """Speed measurements of the training code (benchmark.py): training and evaluation images per
 second on MNIST-shaped random data, the time to write one epoch's artifacts, several seeds at
-once, and real trainVal.py epochs on MNIST with their peak memory."""
+once, and real trainVal.py epochs on MNIST with their peak memory; and this checkout's training
+speed side by side with another checkout's."""
 
 import contextlib
+import importlib
+import importlib.util
 import io
 import os
 import re
 import resource
+import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -18,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import save_weights
+from .errors import ClustNetError
 from .layout import CLUSTNET, PROJECT_ROOT, Experiment
 from .model import ClustNet, ModelConfig
 from .options import parse_options
@@ -186,15 +193,20 @@ def real_epoch_columns(data_dir, batch_size, extra, n_nets):
     return columns
 
 
+def configurations(batch_sizes, seeds):
+    """(batch size, nets) of the table's rows: one net at each batch size, then `seeds` nets
+    at the smallest."""
+    return [(b, 1) for b in batch_sizes] + ([(min(batch_sizes), seeds)] if seeds > 1 else [])
+
+
 def benchmark(batch_sizes, n_images, seeds, data_dir, real_batch_sizes, device, extra, report=print,
               real_only=False):
     """The table: one row per batch size (one net), one for `seeds` nets at the smallest batch
     size, with the real-epoch columns where `data_dir` is given (`real_only`: only the rows
     that have them, without the random-data timings)."""
     rows = []
-    configurations = [(b, 1) for b in batch_sizes] + ([(min(batch_sizes), seeds)] if seeds > 1 else [])
     real = data_dir is not None
-    for batch_size, n_nets in configurations:
+    for batch_size, n_nets in configurations(batch_sizes, seeds):
         if real_only and not (real and batch_size in real_batch_sizes):
             continue
         row = {"batch_size": batch_size, "nets": n_nets}
@@ -210,5 +222,37 @@ def benchmark(batch_sizes, n_images, seeds, data_dir, real_batch_sizes, device, 
             row.update(real_epoch_columns(data_dir, batch_size, extra, n_nets))
         report(f"batch size {batch_size}, {n_nets} net(s): " + ", ".join(
             f"{k} {v:.4g}" for k, v in row.items() if k not in ("batch_size", "nets")))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def checkout_benchmarking(code_dir):
+    """The benchmarking module of another checkout's clustnet package (`code_dir`: that
+    checkout's code/ folder), imported under its own name beside this one."""
+    package = Path(code_dir).resolve() / "clustnet"
+    if not (package / "benchmarking.py").is_file():
+        raise ClustNetError(f"--against {code_dir}: no clustnet/benchmarking.py there (give the code/ folder "
+                            "of another checkout, e.g. one made by git worktree add)")
+    spec = importlib.util.spec_from_file_location("clustnet_against", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
+    sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[spec.name])
+    return importlib.import_module(f"{spec.name}.benchmarking")
+
+
+def side_by_side(other, batch_sizes, n_images, seeds, rounds, device):
+    """Training images/s of this checkout and of `other` (checkout_benchmarking's module) on
+    the table's configurations, timed in one process, interleaved `rounds` times in
+    alternating order: on a machine whose speed drifts (a shared VM), runs made minutes apart
+    differ by more than a change being measured. The medians and their ratio, one row each."""
+    rows = []
+    for batch_size, n_nets in configurations(batch_sizes, seeds):
+        sides = [("train_img_s", train_speed), ("against_img_s", other.train_speed)]
+        speeds = {name: [] for name, _ in sides}
+        for round_index in range(rounds):
+            for name, speed in sides if round_index % 2 == 0 else sides[::-1]:
+                speeds[name].append(speed(batch_size, n_nets, n_images, device))
+        row = {"batch_size": batch_size, "nets": n_nets, **{k: statistics.median(v) for k, v in speeds.items()}}
+        row["ratio"] = row["train_img_s"] / row["against_img_s"]
         rows.append(row)
     return pd.DataFrame(rows)
