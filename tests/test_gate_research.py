@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from clustnet.augment import affine_matrices, random_affine, random_flip, random_jitter, random_view, view_uniforms
-from clustnet.losses import (gate_terms, group_balance, group_mutual_information, scheduled_value,
-                             self_labelling, separated_cn_loss, smallest_loss_experts)
+from clustnet.losses import (gate_terms, group_balance, group_mutual_information, neighbour_disagreement,
+                             scheduled_value, self_labelling, separated_cn_loss, smallest_loss_experts)
 from clustnet.model import GateOutputs, ModelConfig
 
 LOG2 = math.log(2)
@@ -285,7 +285,7 @@ def test_the_default_training_step_is_still_the_published_one():
         assert torch.allclose(trained, expected, atol=1e-6), name
 
 
-RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1", "--iic", "0.5",
+RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1", "--iic", "0.5", "--neighbours", "0.5",
             "--consistency", "1", "--group_divers", "1", "--self_label", "1", "--self_label_threshold", "0.3",
             "--cn_binary_grad", "False"]
 
@@ -301,6 +301,16 @@ def test_seeds_train_with_every_gate_term_as_if_alone(mnist_dir, output_root):
                       for e, i in (("pair", 2), ("alone", 1)))
     for name in single:
         assert torch.allclose(beside[name], single[name], rtol=0, atol=1e-5), name
+
+
+def test_neighbour_term_pairs_each_image_with_its_nearest_in_z_within_its_group():
+    # Group 0: images 0, 1, 2; image 1 is nearest to 0 (cosine 0.99), and 0 to 1; image 2
+    # (cosines 0 and 0.11) picks 1. Image 3 is alone in group 1 and counts 0.
+    z = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [1.0, 0.0]])
+    probs = torch.tensor([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [1.0, 0.0]])
+    out = GateOutputs(log_probs=None, probs=probs, logits=torch.log(probs), hard=None, experts=None, z=z)
+    value = neighbour_disagreement(out, None, torch.tensor([0, 0, 0, 1]), None).item()
+    assert value == pytest.approx((-2 * math.log(0.5) - math.log(0.2 * 0.9 + 0.8 * 0.1)) / 3, abs=1e-6)
 
 
 def test_self_labelling_uses_the_confident_choices_of_the_other_view_only():

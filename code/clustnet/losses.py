@@ -108,6 +108,21 @@ def view_disagreement(out, second_probs, targets, opts):
     return -torch.log((out.probs * second_probs).sum(dim=-1).clamp_min(TINY)).mean()
 
 
+@gate_term("neighbours")
+def neighbour_disagreement(out, second_probs, targets, opts):
+    """The mean over the images of -log(p_i . p_j), j the image nearest to i in z (cosine)
+    among the other images of its binary group in the batch: SCAN's clustering loss (Van
+    Gansbeke et al. 2020) with the neighbours mined in the batch from the encoder's own
+    features instead of a self-supervised one's. An image alone in its group counts 0."""
+    z = F.normalize(out.z.detach(), dim=-1)
+    others = (targets.unsqueeze(0) == targets.unsqueeze(1)) & ~torch.eye(len(targets), dtype=torch.bool,
+                                                                          device=targets.device)
+    nearest = (z @ z.T).masked_fill(~others, -2.0).argmax(dim=1)  # cosines are >= -1
+    has_neighbour = others.any(dim=1).to(out.probs.dtype)
+    disagreement = -torch.log((out.probs * out.probs[nearest]).sum(dim=-1).clamp_min(TINY))
+    return (disagreement * has_neighbour).sum() / has_neighbour.sum().clamp_min(1)
+
+
 @gate_term("self_label", second_view=True)
 def self_labelling(out, second_probs, targets, opts):
     """Cross-entropy of the CN's logits on one view with the DN that the other view picks,

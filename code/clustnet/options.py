@@ -106,6 +106,9 @@ OPTIONS = [
     Option("consistency", float, 0.0, "weight of -log(p . p'), p and p' the CN's distributions on two augmented "
                                       "views of each image (SCAN's consistency term), added to the loss",
            minimum=0.0),
+    Option("neighbours", float, 0.0, "weight of -log(p . p_n), p_n the CN's distribution on the image of the "
+                                     "batch nearest in z within the binary group (SCAN's loss, in-batch "
+                                     "neighbours), added to the loss", minimum=0.0),
     Option("self_label", float, 0.0, "weight of the cross-entropy of the CN on one view with the DN its p picks "
                                      "on the other view, where that p is confident (SCAN's self-labelling)",
            minimum=0.0),
