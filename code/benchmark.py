@@ -14,7 +14,7 @@ import sys
 import torch
 
 from clustnet.benchmarking import benchmark, checkout_benchmarking, gate_terms_cost, side_by_side
-from clustnet.errors import run_cli
+from clustnet.errors import ClustNetError, run_cli
 from clustnet.layout import atomic_path
 
 
@@ -41,6 +41,9 @@ def parse_arguments(argv):
 
 def main(argv):
     args = parse_arguments(argv)
+    if args.rounds < 1:
+        raise ClustNetError(f"--rounds {args.rounds}: must be at least 1")
+    against = checkout_benchmarking(args.against) if args.against else None
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
@@ -48,9 +51,8 @@ def main(argv):
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"device {device} ({machine}), torch {torch.__version__}", flush=True)
-    if args.against:
-        table = side_by_side(checkout_benchmarking(args.against), args.batch_sizes, args.images, args.seeds,
-                             args.rounds, device)
+    if against:
+        table = side_by_side(against, args.batch_sizes, args.images, args.seeds, args.rounds, device)
     else:
         table = benchmark(args.batch_sizes, args.images, args.seeds, args.data_dir, args.real_batch_sizes,
                           device, extra, report=lambda line: print(line, flush=True), real_only=args.real_only)
@@ -62,6 +64,7 @@ def main(argv):
         print("\nthe cost of clust_best.config's terms per training step (one net):")
         print(gate_terms_cost(args.batch_sizes, args.images, device).to_string(
             index=False, float_format=lambda v: f"{v:.4g}"))
+
 
 if __name__ == "__main__":
     sys.exit(run_cli(main, sys.argv[1:]))

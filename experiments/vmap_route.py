@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "code"))
+from clustnet.losses import image_nll  # noqa: E402
 from clustnet.model import ClustNet, ModelConfig, gate  # noqa: E402
 from clustnet.options import parse_options  # noqa: E402
 
@@ -88,7 +89,7 @@ def sgd_step(forward, parameters, targets):
 
     def step():
         log_probs = forward()
-        loss = -log_probs.gather(-1, targets.unsqueeze(-1)).mean(dim=-2).sum()
+        loss = image_nll(log_probs, targets).mean(dim=-1).sum()  # each net's mean NLL, summed
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -19,8 +19,15 @@ def test_side_by_side_times_both_checkouts_on_every_row():
 
 def test_against_a_folder_without_clustnet_is_one_clear_line(tmp_path):
     result = run_cli("benchmark.py", "--against", tmp_path, "--csv", tmp_path / "table.csv")
-    assert result.returncode == 2
+    assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         f"error: --against {tmp_path}: no clustnet/benchmarking.py there (give the code/ folder of another "
         "checkout, e.g. one made by git worktree add)"]
+    assert not (tmp_path / "table.csv").exists()
+
+
+def test_no_rounds_is_one_clear_line(tmp_path):
+    result = run_cli("benchmark.py", "--against", CODE, "--rounds", "0", "--csv", tmp_path / "table.csv")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["error: --rounds 0: must be at least 1"]
     assert not (tmp_path / "table.csv").exists()
