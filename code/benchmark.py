@@ -30,7 +30,9 @@ def parse_arguments(argv):
                         help="batch sizes of the real epochs (one net; the seeds row too at its batch size)")
     parser.add_argument("--real_only", action="store_true",
                         help="only the rows with real epochs, without the random-data timings")
-    parser.add_argument("--num_threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    parser.add_argument("--num_threads", type=int, default=0,
+                        help="CPU threads (0: PyTorch's default; the real epochs: trainVal.py's, the cores "
+                             "shared among the trainVal.py runs on the machine)")
     parser.add_argument("--no_cuda", action="store_true", help="run on the CPU even with a GPU")
     parser.add_argument("--csv", help="also write the table to this CSV file")
     parser.add_argument("--against", metavar="DIR",

@@ -1,4 +1,5 @@
-"""Analyse a finished experiment: `python3 processResults.py --exp_id X --acc_evol lr [...]`."""
+"""Analyse a finished experiment: `python3 processResults.py --exp_id X --acc_evol lr [...]`;
+tabulate experiments: `python3 processResults.py --summary X Y [...]`."""
 
 import sys
 

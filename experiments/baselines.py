@@ -12,8 +12,9 @@
 Usage (from the project root):
   python3 experiments/baselines.py --dataset MNIST --data_dir ../shared/data --epochs 10
   python3 experiments/baselines.py --dataset /tmp/cifar/CIFAR10-jpg --name cifar --epochs 10
-It trains the one-expert net as experiment `baselines_<name>` and writes
-vis/baselines_<name>/baselines.csv (method, split, binary, pos_clust, neg_clust).
+It trains the one-expert net as net 1 of experiment `baselines_<name>` (rerunning the command
+continues that net up to --epochs, or reuses it when it is there: trainVal.py --resume True),
+and writes vis/baselines_<name>/baselines.csv (method, binary, pos_clust, neg_clust).
 """
 
 import argparse
@@ -30,10 +31,10 @@ import torch  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from clustnet.checkpoint import load_encoder  # noqa: E402
 from clustnet.data import load_dataset  # noqa: E402
 from clustnet.layout import DETECTNET, Experiment, atomic_path, read_scores  # noqa: E402
 from clustnet.metrics import accuracies, clustering_accuracy  # noqa: E402
+from clustnet.nets import load_encoder  # noqa: E402
 
 
 def groups(pos_classes, n_classes):
@@ -92,13 +93,14 @@ def main():
                  **kmeans_accuracy(flat(data.train_x), train_labels, flat(data.test_x), test_labels,
                                    group_classes, args.clust)})
 
-    if not exp.net_ids(DETECTNET):
-        subprocess.run([sys.executable, str(ROOT / "code" / "trainVal.py"), "-c", "clust.config",
-                        "--exp_id", exp.exp_id, "--dataset", args.dataset, "--pretrain", "True",
-                        "--epochs", str(args.epochs), "--progress", "False", "--num_threads", str(args.num_threads)]
-                       + (["--data_dir", args.data_dir] if args.data_dir else []), check=True)
-    net = exp.net_ids(DETECTNET)[0]
-    epoch = exp.epochs(net, DETECTNET)[-1]
+    net, epoch = 1, args.epochs
+    trained = subprocess.run([sys.executable, str(ROOT / "code" / "trainVal.py"), "-c", "clust.config",
+                              "--exp_id", exp.exp_id, "--ind_id", str(net), "--resume", "True",
+                              "--dataset", args.dataset, "--pretrain", "True", "--epochs", str(epoch),
+                              "--progress", "False", "--num_threads", str(args.num_threads)]
+                             + (["--data_dir", args.data_dir] if args.data_dir else []))
+    if trained.returncode:
+        sys.exit(trained.returncode)  # trainVal.py said why on stderr
     scores = read_scores(exp.scores_path(net, epoch, kind=DETECTNET))
     one_expert = accuracies(scores.origTarg, scores.targ, scores[["pred_0", "pred_1"]].values,
                             np.ones((len(scores), 1)), pos_classes, range(len(data.classes)))
@@ -110,7 +112,7 @@ def main():
                                    encoder_features(encoder, data.test_x), test_labels, group_classes, args.clust)})
 
     table = pd.DataFrame(rows, columns=["method", "binary", "pos_clust", "neg_clust"])
-    out = exp.vis_dir / "baselines.csv"
+    out = exp.baselines_path()
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
     print(table.to_string(index=False))

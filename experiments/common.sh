@@ -2,15 +2,21 @@
 # Usage of a study: experiments/<study>.sh DATA [EPOCHS]
 #   DATA: for MNIST, the folder holding MNIST/raw/ (e.g. ../shared/data);
 #         for CIFAR-10, the image folder holding train/ and test/ (e.g. /tmp/cifar/CIFAR10-jpg).
+# Every net of a study has a fixed number (--ind_id) and runs with --resume True: rerunning
+# the same command continues each net from its last complete epoch (a net at EPOCHS is left
+# as it is), so a study stopped part way is finished by running its command again.
 #   JOBS=n runs up to n trainVal.py processes at once (default 1: one after another).
-#   PYTHON picks the interpreter (default python3); EXTRA holds more trainVal.py options;
-#   CONFIG the config file (default clust.config, the published method).
+#   PYTHON picks the interpreter (default python3); EXTRA holds more trainVal.py options (the
+#   same on every rerun: a net continues only with its own options); CONFIG the config file
+#   (default clust.config, the published method); FIGURES the folder the figure and its
+#   per-epoch accuracy table are copied to (default readmeFiles/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 JOBS="${JOBS:-1}"
 EXTRA="${EXTRA:-}"
 CONFIG="${CONFIG:-clust.config}"
+FIGURES="${FIGURES:-$ROOT/readmeFiles}"
 
 if [ $# -lt 1 ]; then
     echo "usage: $0 DATA [EPOCHS]" >&2
@@ -19,31 +25,36 @@ fi
 DATA="$(cd "$1" && pwd)"
 EPOCHS="${2:-$DEFAULT_EPOCHS}"
 
-fresh_experiment() {
-    # A study writes a new experiment: it refuses to mix its nets with an older run's.
-    for folder in nets results vis; do
-        if [ -e "${CLUSTNET_ROOT:-$ROOT}/$folder/$1" ]; then
-            echo "error: experiment $1 exists; remove nets/$1 results/$1 vis/$1 to run this study again" >&2
-            exit 2
-        fi
-    done
-}
+BACKGROUND=()  # the runs started in the background and not yet waited for
 
 train() {
-    # One trainVal.py run, in the background when JOBS > 1.
-    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+    # One trainVal.py run (--exp_id, --ind_id and the net's options in "$@"), started or
+    # continued; in the background when JOBS > 1 (a failed one is reported by `finish`).
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+    # shellcheck disable=SC2086
     if [ "$JOBS" -gt 1 ]; then
-        "$PYTHON" "$ROOT/code/trainVal.py" -c "$CONFIG" --progress False $EXTRA "$@" &
+        "$PYTHON" "$ROOT/code/trainVal.py" -c "$CONFIG" --progress False $EXTRA "$@" --resume True &
+        BACKGROUND+=("$!")
     else
-        "$PYTHON" "$ROOT/code/trainVal.py" -c "$CONFIG" $EXTRA "$@"
+        "$PYTHON" "$ROOT/code/trainVal.py" -c "$CONFIG" $EXTRA "$@" --resume True
     fi
 }
 
 finish() {
-    # Wait for the runs, plot the three accuracies, copy the figure into readmeFiles/.
-    local exp="$1"; shift
-    while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n; done
+    # Wait for the runs, plot the three accuracies, copy the figure and its per-epoch table
+    # (the README's numbers) into $FIGURES.
+    local exp="$1" failed=0 pid; shift
+    for pid in "${BACKGROUND[@]}"; do wait "$pid" || failed=1; done
+    BACKGROUND=()
+    if [ "$failed" -ne 0 ]; then
+        echo "error: a trainVal.py run failed (its error is above); run this command again to continue" >&2
+        exit 1
+    fi
     "$PYTHON" "$ROOT/code/processResults.py" --exp_id "$exp" --acc_evol "$@"
-    cp "${CLUSTNET_ROOT:-$ROOT}/vis/$exp/${exp}_testError.png" "$ROOT/readmeFiles/${exp}_testError.png"
-    echo "wrote readmeFiles/${exp}_testError.png and vis/$exp/${exp}_testError.csv"
+    mkdir -p "$FIGURES"
+    local file
+    for file in "${exp}_testError.png" "${exp}_testError.csv"; do
+        cp "${CLUSTNET_ROOT:-$ROOT}/vis/$exp/$file" "$FIGURES/$file"
+    done
+    echo "wrote $FIGURES/${exp}_testError.png and $FIGURES/${exp}_testError.csv"
 }

@@ -5,8 +5,10 @@
 #   NAME: mnist (DATA holds MNIST/raw/, e.g. ../shared/data) or cifar (DATA: the CIFAR-10
 #   image folder, see cifar_bs_lr.sh). EPOCHS defaults to clust_best.config's.
 #   ONLY="best" runs the best method alone; ONLY="best no_views" a chosen subset.
-# Writes the experiments gate_<variant>_<NAME>, their readmeFiles/*_testError.png, and
-# `python3 experiments/results_table.py` prints their table.
+# Each variant's 5 nets are nets 1-5 of its experiment, trained together (--seeds 1 2 3 4 5);
+# running the command again continues them from the last epoch all of them finished (common.sh).
+# Writes the experiments gate_<variant>_<NAME> and their readmeFiles/*_testError.png;
+# `python3 code/processResults.py --summary gate_best_<NAME> gate_no_views_<NAME> ...` tabulates them.
 set -euo pipefail
 NAME="$1"; shift
 case "$NAME" in
@@ -29,12 +31,12 @@ declare -A VARIANTS=(
 ORDER=(best no_views no_augmentation no_balance cut_binary_grad)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }
-    fresh_experiment "gate_${variant}_${NAME}"
 done
 for variant in ${ONLY:-${ORDER[@]}}; do
     exp="gate_${variant}_${NAME}"
     # shellcheck disable=SC2086
-    train --exp_id "$exp" "${DATASET_OPTIONS[@]}" "$DATA" --epochs "$EPOCHS" --seeds 1 2 3 4 5 ${VARIANTS[$variant]}
+    train --exp_id "$exp" --ind_id 1 "${DATASET_OPTIONS[@]}" "$DATA" --epochs "$EPOCHS" --seeds 1 2 3 4 5 \
+        ${VARIANTS[$variant]}
 done
 for variant in ${ONLY:-${ORDER[@]}}; do
     finish "gate_${variant}_${NAME}" seed

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A study as a SLURM job array: one array task per trainVal.py run, then processResults.py
-# once every task has succeeded (a job submitted with --dependency=afterok:<array job>).
+# once every task has ended (a job submitted with --dependency=afterany:<array job>), which
+# first writes into results.log the tasks that failed, why, and where their logs are.
 #
 # Usage (on a SLURM login node, from the folder the runs should start in):
 #   experiments/slurm_array.sh --exp_id X (--tasks FILE | --sweep OPTION V1 V2 ...)
@@ -15,8 +16,12 @@
 # sbatch options for both jobs, e.g. "--partition=cpu --time=2:00:00"), ARRAY_OPTS (for the
 # array only, e.g. "--cpus-per-task=4 --gres=gpu:1"), MAX_RUNNING (at most this many tasks
 # at once: --array=0-(N-1)%MAX_RUNNING), CLUSTNET_ROOT (where nets/ results/ vis/ go).
+# Before submitting anything it runs PYTHON, which must import ClustNet's code (PyTorch
+# included), and parses every task's options as trainVal.py would: one error line naming the
+# task and exit status 2 otherwise.
 # Writes slurm/X/ (under CLUSTNET_ROOT or the project root): tasks.txt, the two job scripts,
-# task_<i>.log per array task and results.log. Prints the two job ids.
+# task_<i>.log and task_<i>.status (its exit status) per array task, and results.log.
+# Prints the two job ids and how to follow them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
@@ -88,6 +93,41 @@ for folder in nets results vis slurm; do
     fi
 done
 
+# PYTHON runs ClustNet's code, and every task's options parse (trainVal.py's own parser), before
+# anything is written or submitted. A task line is split into words as the array task splits it.
+command -v "$PYTHON" > /dev/null || { echo "error: PYTHON=$PYTHON: no such command" >&2; exit 2; }
+status=0
+checked=$("$PYTHON" - "$PYTHON" "$ROOT/code" "$CONFIG" "$exp_id" "${#shared[@]}" \
+    "${shared[@]+"${shared[@]}"}" "${task_lines[@]}" 2>&1 <<'CHECK'
+import sys
+python, code, config, exp_id, n_shared, *words = sys.argv[1:]
+sys.path.insert(0, code)
+try:
+    import clustnet.modes  # noqa: F401  (what a task imports: PyTorch and the rest)
+    from clustnet.errors import ClustNetError
+    from clustnet.options import read_command_line
+except Exception as error:
+    print(f"error: PYTHON={python} cannot import ClustNet's code: {type(error).__name__}: {error}")
+    sys.exit(2)
+shared, lines = words[:int(n_shared)], words[int(n_shared):]
+for task, line in enumerate(lines):
+    try:
+        read_command_line(["-c", config, "--progress", "False", "--exp_id", exp_id, *shared, *line.split()])
+    except ClustNetError as error:
+        print(f"error: task {task} ({line}): {error}; nothing was submitted")
+        sys.exit(2)
+CHECK
+) || status=$?
+if [ "$status" -ne 0 ]; then
+    last="$(printf '%s\n' "$checked" | grep -v '^[[:space:]]*$' | tail -n 1)" || last=""
+    if [[ "$last" == error:* ]]; then
+        echo "$last" >&2
+    else
+        echo "error: PYTHON=$PYTHON failed (exit status $status)${last:+: $last}" >&2
+    fi
+    exit 2
+fi
+
 dir="$OUT_ROOT/slurm/$exp_id"
 mkdir -p "$dir"
 printf '%s\n' "${task_lines[@]}" > "$dir/tasks.txt"
@@ -98,7 +138,8 @@ printf '%s\n' "${task_lines[@]}" > "$dir/tasks.txt"
 q() { [ $# -eq 0 ] || printf '%q ' "$@"; }  # shell-quoted words, each followed by a space
 {
     echo '#!/usr/bin/env bash'
-    echo "# Array task of study $exp_id: runs line SLURM_ARRAY_TASK_ID+1 of tasks.txt."
+    echo "# Array task of study $exp_id: runs line SLURM_ARRAY_TASK_ID+1 of tasks.txt, then writes"
+    echo "# its exit status into task_<SLURM_ARRAY_TASK_ID>.status (for results.sh)."
     echo 'set -euo pipefail'
     [ -z "${CLUSTNET_ROOT:-}" ] || echo "export CLUSTNET_ROOT=$(q "$CLUSTNET_ROOT")"
     echo ": \"\${SLURM_ARRAY_TASK_ID:?not an array task}\""
@@ -106,14 +147,45 @@ q() { [ $# -eq 0 ] || printf '%q ' "$@"; }  # shell-quoted words, each followed 
     echo 'threads=(); [ -z "${SLURM_CPUS_PER_TASK:-}" ] || threads=(--num_threads "$SLURM_CPUS_PER_TASK")'
     echo 'set -f  # the task line is split into words, never globbed'
     echo "echo \"task \$SLURM_ARRAY_TASK_ID on \$(hostname): \$line\""
-    echo "exec $(q "$PYTHON" "$ROOT/code/trainVal.py" -c "$CONFIG" --progress False --exp_id "$exp_id")\"\${threads[@]+\"\${threads[@]}\"}\" $(q "${shared[@]+"${shared[@]}"}")\$line"
+    echo "status=0"
+    echo "$(q "$PYTHON" "$ROOT/code/trainVal.py" -c "$CONFIG" --progress False --exp_id "$exp_id")\"\${threads[@]+\"\${threads[@]}\"}\" $(q "${shared[@]+"${shared[@]}"}")\$line || status=\$?"
+    echo "status_file=$(printf '%q' "$dir")/task_\$SLURM_ARRAY_TASK_ID.status"
+    echo 'echo "$status" > "$status_file.tmp" && mv "$status_file.tmp" "$status_file"'
+    echo 'exit "$status"'
 } > "$dir/array_task.sh"
 {
     echo '#!/usr/bin/env bash'
-    echo "# After every array task of study $exp_id succeeded: the accuracy curves."
-    echo 'set -euo pipefail'
+    echo "# After every array task of study $exp_id ended (argument: the array job's id): the tasks"
+    echo "# that failed (no task_<i>.status, or not 0), why and where their logs are; then the"
+    echo "# accuracy curves of the nets the other tasks trained. Exit status 1 if a task failed."
+    echo 'set -uo pipefail'
     [ -z "${CLUSTNET_ROOT:-}" ] || echo "export CLUSTNET_ROOT=$(q "$CLUSTNET_ROOT")"
-    echo "$(q "$PYTHON" "$ROOT/code/processResults.py" --exp_id "$exp_id" --acc_evol "${acc_evol[@]}")"
+    echo "dir=$(printf '%q' "$dir")"
+    echo "n=$n"
+    cat <<'RESULTS'
+array_job="${1:-<array job id>}"
+failed=0
+for ((task = 0; task < n; task++)); do
+    status=$(cat "$dir/task_$task.status" 2>/dev/null) || status=""
+    [ "$status" != 0 ] || continue
+    failed=$((failed + 1))
+    if [ -n "$status" ]; then
+        why="exit status $status"
+    else
+        why="no exit status: killed or cancelled (time limit, memory, scancel, node failure; sacct -j ${array_job}_$task says which)"
+    fi
+    last=$(grep -v '^[[:space:]]*$' "$dir/task_$task.log" 2>/dev/null | tail -n 1) || last=""
+    echo "task $task failed ($why): $(sed -n "$((task + 1))p" "$dir/tasks.txt"); log $dir/task_$task.log${last:+, its last line: $last}"
+done
+if [ "$failed" -eq "$n" ]; then
+    echo "error: all $n tasks failed (above): no nets to plot"
+    exit 1
+elif [ "$failed" -gt 0 ]; then
+    echo "error: $failed of $n tasks failed (above); the accuracy curves show the other tasks' nets"
+fi
+RESULTS
+    echo "$(q "$PYTHON" "$ROOT/code/processResults.py" --exp_id "$exp_id" --acc_evol "${acc_evol[@]}")|| exit"
+    echo '[ "$failed" -eq 0 ]'
 } > "$dir/results.sh"
 chmod +x "$dir/array_task.sh" "$dir/results.sh"
 
@@ -125,10 +197,12 @@ array_id=$(sbatch --parsable $SBATCH_OPTS $ARRAY_OPTS --job-name="$exp_id" --arr
 array_id="${array_id%%;*}"  # --parsable prints "id" or "id;cluster"
 # shellcheck disable=SC2086
 results_id=$(sbatch --parsable $SBATCH_OPTS --job-name="${exp_id}_results" \
-    --dependency="afterok:$array_id" --kill-on-invalid-dep=yes \
-    --output="$dir/results.log" "$dir/results.sh") \
-    || { echo "error: sbatch refused the results job (its message is above); the array job $array_id runs: after it, run $dir/results.sh" >&2; exit 1; }
+    --dependency="afterany:$array_id" \
+    --output="$dir/results.log" "$dir/results.sh" "$array_id") \
+    || { echo "error: sbatch refused the results job (its message is above); the array job $array_id runs: after it, run $dir/results.sh $array_id" >&2; exit 1; }
 results_id="${results_id%%;*}"
 
 echo "submitted array job $array_id: $n tasks of $exp_id (logs $dir/task_<i>.log)"
-echo "submitted results job $results_id after it (afterok; log $dir/results.log)"
+echo "submitted results job $results_id: it runs once every task has ended, also if some failed (log $dir/results.log)"
+echo "follow them: squeue -u ${USER:-$(id -un)}; once they ended: sacct -j $array_id,$results_id (each task's state and exit code)"
+echo "a failed task: its log $dir/task_<i>.log ends with the reason; $dir/results.log lists the failed tasks"

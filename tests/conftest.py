@@ -20,6 +20,11 @@ TINY = ["--encnbfilters", "4", "--enchidd_repr_size", "16", "--clhidd_repr_size"
         "--test_batch_size", "64", "--progress", "False", "--num_threads", "1"]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test that trains several epochs or several runs (ten seconds "
+                                       "or more); -m 'not slow' leaves these out")
+
+
 @pytest.fixture(autouse=True)
 def output_root(tmp_path, monkeypatch):
     """Every test writes its nets/, results/, vis/ under its own temporary folder."""

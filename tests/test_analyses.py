@@ -19,7 +19,7 @@ from clustnet.checkpoint import load_checkpoint
 from clustnet.nets import load_clustnet
 from clustnet.data import load_dataset
 from clustnet.errors import run_cli as run_in_process
-from clustnet.layout import Experiment, score_columns
+from clustnet.layout import Experiment, metrics_columns, score_columns, write_metrics
 from clustnet.metrics import accuracies
 
 EXP = "tiny"
@@ -95,6 +95,101 @@ def test_acc_evol_table_equals_the_printed_and_recomputed_accuracies(experiment,
 def test_nets_to_remove_leaves_nets_out(experiment):
     table, _ = analyses.accuracy_evolution(analyses.Study(EXP, removed=[2]), ["seed"])
     assert set(table.net) == {1} and set(pd.read_csv(experiment.accuracy_table_path()).net) == {1}
+
+
+@pytest.fixture
+def copied(trained, output_root):
+    """The trained experiment's nets and scores (not its vis/, where metrics logs live) copied
+    into this test's own output root, to be changed."""
+    for folder in ("nets", "results"):
+        shutil.copytree(trained["root"] / folder, output_root / folder)
+    return Experiment(EXP, root=output_root)
+
+
+def write_log(exp, net, table, epochs=None):
+    """A metrics log for `net` holding the accuracies of `table` (an --acc_evol table: test
+    columns, and val_* ones if any) at `epochs` (default: all), the other columns empty."""
+    rows = table[(table.net == net) & (table.epoch.isin(epochs) if epochs is not None else True)]
+    splits = ("val", "test") if "val_binary" in table.columns else ("test",)
+    log = pd.DataFrame({"epoch": rows.epoch.to_numpy()}).reindex(
+        columns=metrics_columns(["cn", "main"], ["binary"], splits))
+    for name in ("binary", "pos_clust", "neg_clust"):
+        log[f"test_{name}"] = rows[name].to_numpy()
+        if "val" in splits:
+            log[f"val_{name}"] = rows[f"val_{name}"].to_numpy()
+    write_metrics(exp.metrics_path(net), log)
+
+
+def test_acc_evol_reads_a_complete_metrics_log_else_the_scores(copied):
+    """Each net's accuracies come from its metrics log when it has every scored epoch, else
+    from its scores CSVs; the table is the same either way."""
+    from_scores = analyses.accuracy_evolution(analyses.Study(EXP), ["seed"])[0]
+    text = copied.accuracy_table_path().read_text()
+    for net in (1, 2):
+        write_log(copied, net, from_scores)
+    assert analyses.accuracy_evolution(analyses.Study(EXP), ["seed"])[0].equals(from_scores)
+    assert copied.accuracy_table_path().read_text() == text
+    # A changed number in net 1's log shows that the log is read.
+    changed = from_scores.copy()
+    changed.loc[(changed.net == 1) & (changed.epoch == 1), "binary"] = 0.123456
+    write_log(copied, 1, changed)
+    # Net 2's log lacks epoch 2: net 2 is read from its scores CSVs, net 1 still from its log.
+    write_log(copied, 2, changed.assign(binary=0.5), epochs=[0, 1])
+    table = analyses.accuracy_evolution(analyses.Study(EXP), ["seed"])[0]
+    assert table.equals(changed)
+    # A cut log is left aside too.
+    path = copied.metrics_path(1)
+    path.write_text(path.read_text()[:-3])
+    assert analyses.accuracy_evolution(analyses.Study(EXP), ["seed"])[0].equals(from_scores)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_the_metrics_logs_of_trainval_give_the_table_of_the_scores(trained, copied, train):
+    """trainVal.py's metrics logs hold the accuracies of the scores CSVs it writes: --acc_evol
+    writes the same table from either (`copied` has the scores only)."""
+    study = analyses.Study(EXP, train)
+    from_scores = analyses.accuracy_evolution(study, ["seed"])[0]
+    text = copied.accuracy_table_path(train).read_text()
+    for net in (1, 2):
+        shutil.copyfile(Experiment(EXP, root=trained["root"]).metrics_path(net), copied.metrics_path(net))
+        assert analyses.logged_accuracies(study, net) is not None
+    # The logs keep 9 significant digits.
+    pd.testing.assert_frame_equal(analyses.accuracy_evolution(study, ["seed"])[0], from_scores, atol=1e-8)
+    assert copied.accuracy_table_path(train).read_text() == text
+
+
+def fake_validation(exp):
+    """Give every net a validation split: its train set's scores CSVs, copied as the
+    validation scores CSVs (the same format), so the validation accuracies are known."""
+    for net in exp.net_ids():
+        for epoch in exp.scored_epochs(net, "train"):
+            shutil.copyfile(exp.scores_path(net, epoch, "train"), exp.scores_path(net, epoch, "val"))
+
+
+def test_acc_evol_adds_the_validation_accuracies_and_panel(copied):
+    without = analyses.accuracy_evolution(analyses.Study(EXP), ["seed"])[0]
+    narrow = imread(copied.accuracy_plot_path()).shape[1]
+    train = analyses.accuracy_evolution(analyses.Study(EXP, train=True), ["seed"])[0]
+    fake_validation(copied)
+    table = analyses.accuracy_evolution(analyses.Study(EXP), ["seed"])[0]
+    written = pd.read_csv(copied.accuracy_table_path())
+    assert list(written.columns) == ["net", "seed", "epoch", "binary", "pos_clust", "neg_clust",
+                                     "val_binary", "val_pos_clust", "val_neg_clust"]
+    assert table[list(without.columns)].equals(without)
+    for name in ("binary", "pos_clust", "neg_clust"):
+        assert np.allclose(written[f"val_{name}"], train[name], atol=1e-6)
+    # The figure gets a second panel, the validation split's, beside the test set's.
+    assert imread(copied.accuracy_plot_path()).shape[1] > 1.4 * narrow
+    # Metrics logs without the validation accuracies that the scores CSVs have: left aside.
+    for net in (1, 2):
+        write_log(copied, net, without)
+    assert analyses.accuracy_evolution(analyses.Study(EXP), ["seed"])[0].equals(table)
+    # From metrics logs with val_* columns: the same table.
+    for net in (1, 2):
+        write_log(copied, net, table)
+    for path in copied.results_dir.glob("*_val.csv"):
+        path.unlink()
+    assert analyses.accuracy_evolution(analyses.Study(EXP), ["seed"])[0].equals(table)
 
 
 def test_weig_is_the_distance_between_consecutive_weights(experiment):

@@ -210,6 +210,7 @@ def last_test_accuracies(stdout):
     return [tuple(float(v) for v in r[2:]) for r in rows if int(r[1]) == last]
 
 
+@pytest.mark.slow
 def test_views_and_balance_find_the_subclasses_of_a_generated_dataset(tmp_path):
     from conftest import TINY, run_cli
     data = write_separable_mnist(tmp_path / "data", 100)
@@ -290,6 +291,7 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
             "--cn_binary_grad", "False"]
 
 
+@pytest.mark.slow
 def test_seeds_train_with_every_gate_term_as_if_alone(mnist_dir, output_root):
     from conftest import TINY, run_cli
     from clustnet.layout import Experiment

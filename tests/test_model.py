@@ -69,7 +69,7 @@ def test_stacked_nets_start_as_if_alone():
 def test_a_weights_file_rebuilds_its_net_from_its_saved_config(tmp_path):
     """The file holds the ModelConfig; a net is rebuilt from it, whatever the options'
     defaults become, and a file from before the config was saved is rebuilt from its options."""
-    from clustnet.checkpoint import load_checkpoint, save_weights, write_bytes
+    from clustnet.checkpoint import load_checkpoint, weights_bytes, write_bytes
     from clustnet.layout import CLUSTNET
     from clustnet.nets import load_clustnet
     from clustnet.options import options_ini
@@ -79,7 +79,7 @@ def test_a_weights_file_rebuilds_its_net_from_its_saved_config(tmp_path):
     model = ClustNet(1, config)
     model.reset_parameters([torch.Generator().manual_seed(3)])
     path = tmp_path / "net"
-    save_weights(path, CLUSTNET, model, {}, [torch.Generator()], 0, 1, options_ini(opts))
+    write_bytes(path, weights_bytes(CLUSTNET, model, {}, [torch.Generator()], 0, 1, options_ini(opts), None))
     checkpoint = load_checkpoint(path)
     assert ModelConfig(**checkpoint["config"]) == config and config.image_shape == (1, 16, 16)
     # The options saved beside it disagree: the config decides the architecture.

@@ -164,7 +164,7 @@ def test_clustnet_and_pretraining_loops_take_their_cpu_kernels_from_one_switch(n
     def step_loss(view, index, batch, phase):
         seen.append(("pretraining", torch.backends.mkldnn.enabled))
         log_probs = detectnet(view(0))
-        return nll(log_probs, targets[index]), (log_probs,)
+        return nll(log_probs, targets[index]), {}, (log_probs,)
     train_pass(detectnet, {"main": make_optimiser(detectnet.parameters(), opts)}, images,
                shuffled_order(generators, len(images), images.device), None, opts, 1, step_loss)
 
@@ -188,7 +188,7 @@ def test_the_loop_hands_every_mode_the_batch_in_its_two_random_views():
 
     def step_loss(view, index, batch, phase):
         seen.append((index, view(0), view(1)))
-        return detectnet(view(0)).sum(dim=(1, 2)), ()
+        return detectnet(view(0)).sum(dim=(1, 2)), {}, ()
     for given in (views, None):
         seen.clear()
         train_pass(detectnet, {"main": make_optimiser(detectnet.parameters(), opts)}, images, order, given, opts, 1,

@@ -1,11 +1,17 @@
-"""Options: config file, command-line overrides, types, errors, the .ini round trip."""
+"""Options: config file, command-line overrides, types, errors, the .ini round trip, --help,
+--print_config and the generated docs/options.md."""
+
+import re
+import subprocess
+import sys
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import CODE, REPO, run_cli
 from clustnet.errors import ClustNetError
 from clustnet.checkpoint import checkpoint_options
-from clustnet.options import OPTIONS, options_from_ini_text, options_ini, parse_options
+from clustnet.options import (OPTIONS, build_parser, options_from_ini_text, options_ini, options_markdown,
+                              parse_options, sections)
 
 
 def write(path, text):
@@ -50,6 +56,10 @@ def test_ini_round_trip(tmp_path):
     (["--decision_clu", "XX"], "--decision_clu XX: expected one of DE, FS, FD, SD, GSF"),
     (["-c", "/nonexistent/c.ini"], "cannot read config file /nonexistent/c.ini"),
     (["--seeds", "3", "1", "3", "1", "2"], "--seeds 3 1 3 1 2: seeds 1, 3 are given more than once"),
+    (["--lr", "inf"], "--lr inf: must be a finite number"),
+    (["--momentum", "nan"], "--momentum nan: must be a finite number"),
+    (["--aug_rotation", "1e999"], "--aug_rotation inf: must be a finite number"),
+    (["--rand_prop_val_sched", "NaN", "0.5", "0.1"], "--rand_prop_val_sched nan: must be a finite number"),
 ])
 def test_bad_command_lines(argv, message):
     with pytest.raises(ClustNetError, match=None) as error:
@@ -62,6 +72,9 @@ def test_bad_command_lines(argv, message):
     ("[default]\nepochs = 2.5\n", "'2.5' is not a valid int"),
     ("", "has no [default] section"),
     ("lr = 0.1\n", "is not a valid INI file"),
+    ("[default]\nmomentum = nan\n", "--momentum nan: must be a finite number"),
+    ("[default]\nlr = 0.1 inf\n", "--lr inf: must be a finite number"),
+    ("[default]\nweight_decay = -inf\n", "--weight_decay -inf: must be a finite number"),
 ])
 def test_bad_config_files(tmp_path, text, message):
     with pytest.raises(ClustNetError) as error:
@@ -119,6 +132,66 @@ def test_cli_reports_one_line_and_writes_nothing(output_root):
     assert list(output_root.iterdir()) == []
 
 
-def test_every_option_is_documented_in_the_readme():
-    readme = (REPO / "README.md").read_text()
-    assert [o.name for o in OPTIONS if f"| `--{o.name}` |" not in readme] == []
+@pytest.mark.parametrize("argv", [["--lr", "inf"], ["--momentum", "nan"]])
+def test_cli_refuses_inf_and_nan_in_one_line(argv, output_root):
+    result = run_cli("trainVal.py", "-c", "clust.config", *argv)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"error: {argv[0]} {argv[1]}: must be a finite number\n"
+    assert list(output_root.iterdir()) == []
+
+
+def test_help_groups_the_options_by_section_with_a_metavar_each():
+    text = build_parser("Train ClustNet.").format_help()
+    headings = [f"\n{title}:\n" for title, _ in sections()]
+    positions = [text.index(heading) for heading in headings]
+    assert positions == sorted(positions) and text.index("\nConfiguration:\n") < positions[0]
+    ends = positions[1:] + [len(text)]
+    for (title, options), start, end in zip(sections(), positions, ends):
+        assert all(f"  --{option.name} " in text[start:end] for option in options), title
+    for usage in ("--lr LR [LR ...]", "--lr_cl [LR ...]", "--seeds [SEED ...]", "--optim {SGD,Adam,AMSGrad}",
+                  "--decision_clu {DE,FS,FD,SD,GSF}", "--data_dir PATH", "--init PATH", "-c PATH, --config PATH",
+                  "--epochs N", "--momentum X", "--no_cuda [{True,False}]", "--pos_classes CLASS [CLASS ...]"):
+        assert usage in text, usage
+    assert not re.search(r"--\w+ V\b", text)
+    assert "(default: 0.01)" in text and "(default: 0 1 2 3 4)" in text
+    assert "(default: the next free one) (default" not in text  # a help that names its default keeps it
+
+
+def test_trainval_help_is_grouped(output_root):
+    result = run_cli("trainVal.py", "--help")
+    assert result.returncode == 0
+    assert "usage: trainVal.py [-c PATH] [--print_config] [--OPTION VALUE ...]" in result.stdout
+    assert all(f"\n{title}:\n" in result.stdout for title, _ in sections())
+
+
+def test_print_config_prints_a_config_that_gives_the_same_options_and_touches_nothing(tmp_path, output_root):
+    config = write(tmp_path / "c.ini", "[default]\nlr = 0.5 0.05\nbatch_size = 32\nclust = 3\n")
+    argv = ["-c", str(config), "--batch_size", "8", "--seeds", "3", "4", "--no_cuda", "--data_dir",
+            str(tmp_path / "50%data"), "--exp_id", "printed"]
+    result = run_cli("trainVal.py", *argv, "--print_config")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("[default]\nexp_id = printed\n")
+    printed = write(tmp_path / "printed.ini", result.stdout)
+    assert vars(parse_options(["-c", str(printed)])) == vars(parse_options(argv))
+    assert list(output_root.iterdir()) == [] and not (tmp_path / "50%data").exists()
+
+
+def test_print_config_of_bad_options_is_the_error(output_root):
+    result = run_cli("trainVal.py", "--clust", "0", "--print_config")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == "error: --clust 0: must be at least 1\n"
+
+
+def test_docs_options_page_is_generated_from_the_option_table():
+    page = (REPO / "docs" / "options.md").read_text()
+    assert page == options_markdown(), ("docs/options.md differs from the option table: regenerate it, "
+                                        "from code/: python3 -m clustnet.options > ../docs/options.md")
+    assert all(f"| `--{option.name}` |" in page for option in OPTIONS)
+    assert all(f"\n## {title}\n" in page for title, _ in sections())
+    assert "| `--lr` | list of float > 0 | `0.01` |" in page
+    assert "| `--decision_clu` | DE / FS / FD / SD / GSF | `DE` |" in page
+
+
+def test_the_regeneration_command_prints_the_page():
+    result = subprocess.run([sys.executable, "-m", "clustnet.options"], cwd=CODE, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == options_markdown()

@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import CODE, REPO, TINY, run_cli
 from clustnet.checkpoint import load_checkpoint
 from clustnet.errors import ClustNetError, run_cli as run_in_process
-from clustnet.layout import Experiment, atomic_path, read_scores
+from clustnet.layout import Experiment, atomic_path, read_metrics, read_scores
 from clustnet.modes import main
 from clustnet.options import read_config
 
@@ -51,7 +51,7 @@ def visible_files(root):
 def check_complete(path):
     """Raise if `path` is not a complete artifact of its kind."""
     if path.suffix == ".csv":
-        read_scores(path)
+        read_metrics(path) if path.name.endswith("_metrics.csv") else read_scores(path)
     elif path.suffix == ".png":
         with Image.open(path) as image:
             image.verify()
@@ -61,6 +61,7 @@ def check_complete(path):
         load_checkpoint(path)
 
 
+@pytest.mark.slow
 def test_six_runs_started_together_get_six_distinct_nets(mnist_dir, output_root):
     rates = [f"0.0{k}" for k in range(1, 7)]
     processes = [start(tiny_args(mnist_dir, "sweep", 1, "--lr", lr)) for lr in rates]
@@ -91,6 +92,7 @@ def test_a_taken_ind_id_is_refused_unless_overwrite(mnist_dir, output_root):
     assert "lr = 0.02\n" in exp.ini_path(3).read_text() and exp.net_ids() == [3]
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_where_to_resume_and_the_command_finishes_the_run(mnist_dir, output_root):
     exp = Experiment("stop", root=output_root)
     process = start(tiny_args(mnist_dir, "stop", 5, "--batch_size", "2"))
@@ -250,7 +252,7 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_epoch(mnist_dir,
     with pytest.raises(ClustNetError, match=r"the loss became (nan|inf) at epoch 1, step \d+ .*files of epoch 0"):
         main(tiny_args(mnist_dir, "nan", 2, "--lr", "1e30"))
     exp = Experiment("nan")
-    assert exp.epochs(1) == [0] and exp.scored_epochs(1) == [0] and exp.scored_epochs(1, train=True) == [0]
+    assert exp.epochs(1) == [0] and exp.scored_epochs(1) == [0] and exp.scored_epochs(1, "train") == [0]
     for path in visible_files(output_root):
         check_complete(path)
         assert not re.search(r"(epoch|_)1(\.csv|_train\.csv|\.png)?$", path.name), path

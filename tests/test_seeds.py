@@ -6,6 +6,7 @@ differently from a single net's: results agree to float32 rounding, hence the to
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from conftest import TINY, run_cli
@@ -23,6 +24,7 @@ def train_tiny(mnist_dir, exp_id, *seed_args):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_seeds_write_complete_nets_independent_of_their_neighbours(mnist_dir, output_root):
     train_tiny(mnist_dir, "pair", "--seeds", "1", "2")
     train_tiny(mnist_dir, "alone", "--seed", "2")
@@ -36,7 +38,7 @@ def test_seeds_write_complete_nets_independent_of_their_neighbours(mnist_dir, ou
             assert pair.confusion_path(ind_id, epoch, True).is_file()
             assert pair.confusion_path(ind_id, epoch, False).is_file()
             assert len(pd.read_csv(pair.scores_path(ind_id, epoch))) == 80
-            assert len(pd.read_csv(pair.scores_path(ind_id, epoch, train=True))) == 200
+            assert len(pd.read_csv(pair.scores_path(ind_id, epoch, "train"))) == 200
     # Net 2 of the pair is the net that seed 2 gives alone.
     for epoch in (0, 1):
         for train in (False, True):

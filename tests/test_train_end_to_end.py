@@ -27,7 +27,7 @@ def test_tiny_mnist_run_writes_every_artifact(mnist_dir, output_root):
         assert exp.confusion_path(1, epoch, True).is_file()
         assert exp.confusion_path(1, epoch, False).is_file()
         test = pd.read_csv(exp.scores_path(1, epoch))
-        train = pd.read_csv(exp.scores_path(1, epoch, train=True))
+        train = pd.read_csv(exp.scores_path(1, epoch, "train"))
         assert list(test.columns) == score_columns(5) and list(train.columns) == score_columns(5)
         assert len(test) == 80 and len(train) == 200
         # The CSV holds what the epoch's weights output on the test images, in their order.

@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from conftest import CODE, REPO, TINY
-from clustnet import writer as writer_module
 from clustnet.checkpoint import load_checkpoint, write_bytes
 from clustnet.errors import ClustNetError
 from clustnet.layout import CLUSTNET, DETECTNET, Experiment
@@ -118,7 +117,7 @@ def failing_to_csv(monkeypatch, final_name):
 def test_a_full_disk_stops_the_run_naming_the_file_and_the_last_complete_epoch(mnist_dir, output_root, monkeypatch,
                                                                                kind):
     exp = Experiment("full")
-    failing = exp.scores_path(1, 2, train=False, kind=kind)
+    failing = exp.scores_path(1, 2, "test", kind)
     failing_to_csv(monkeypatch, failing.name)
     extra = ["--pretrain", "True"] if kind == DETECTNET else []
     with pytest.raises(ClustNetError) as raised:
@@ -141,6 +140,7 @@ def limited_file_size(limit):
     return limit_it
 
 
+@pytest.mark.slow
 def test_a_write_refused_by_the_system_is_one_line_and_exit_2_then_the_command_resumes(mnist_dir, output_root):
     main(tiny_args(mnist_dir, "big", 1))
     exp = Experiment("big", root=output_root)
@@ -150,14 +150,14 @@ def test_a_write_refused_by_the_system_is_one_line_and_exit_2_then_the_command_r
                              "--epochs", "3"], cwd=CODE, capture_output=True, text=True,
                             preexec_fn=limited_file_size(8000))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    failing = exp.scores_path(1, 2, train=True)
+    failing = exp.scores_path(1, 2, "train")
     command = f"code/trainVal.py --init {exp.weights_path(1, 1)} --epochs 3"
     assert result.stderr == (f"error: cannot write {failing}: File too large; net 1 finished epoch 1: "
                              f"resume with python3 {command}\n")
     assert not failing.exists() and hidden_temporaries(output_root) == [] and exp.epochs(1) == [0, 1]
     resumed = subprocess.run([sys.executable, *command.split()], cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert exp.epochs(1) == [0, 1, 2, 3] and exp.scored_epochs(1, train=True) == [0, 1, 2, 3]
+    assert exp.epochs(1) == [0, 1, 2, 3] and exp.scored_epochs(1, "train") == [0, 1, 2, 3]
 
 
 def test_kill_9_while_the_writer_works_leaves_complete_epochs_and_the_resume_is_exact(mnist_dir, output_root):
@@ -191,28 +191,3 @@ def test_kill_9_while_the_writer_works_leaves_complete_epochs_and_the_resume_is_
         resumed, reference = load_checkpoint(exp.weights_path(1, epoch)), load_checkpoint(whole.weights_path(1, epoch))
         assert all(torch.equal(resumed["model"][k], reference["model"][k]) for k in reference["model"])
         assert torch.equal(resumed["generator"], reference["generator"])
-
-
-@pytest.mark.parametrize("mode", ["inline", "discard"])
-def test_the_benchmark_modes(mnist_dir, output_root, monkeypatch, mode):
-    monkeypatch.setattr(writer_module, "MODE", mode)
-    main(tiny_args(mnist_dir, mode, 1))
-    assert Experiment(mode).epochs(1) == ([0, 1] if mode == "inline" else [])
-
-
-def test_the_benchmark_times_real_epochs_with_and_without_writing(mnist_dir, tmp_path, monkeypatch):
-    from clustnet import benchmarking
-
-    def in_this_process(data_dir, batch_size, extra, n_nets, writer_mode):  # quicker than a new process each
-        argv = ["-c", "clust.config", "--exp_id", writer_mode, "--epochs", "1", "--batch_size", str(batch_size),
-                "--data_dir", str(data_dir), "--seeds", *map(str, range(1, n_nets + 1)), *extra]
-        return benchmarking.real_epoch(argv, str(tmp_path / f"{n_nets}"), writer_mode)
-    monkeypatch.setattr(benchmarking, "real_epoch_in_fresh_process", in_this_process)
-    monkeypatch.setattr(writer_module, "MODE", "background")  # real_epoch sets it
-    table = benchmarking.benchmark([8], 0, 2, mnist_dir, [8], torch.device("cpu"), [*TINY, "--no_cuda", "True"],
-                                   report=lambda line: None, real_only=True)
-    assert list(table["nets"]) == [1, 2]
-    assert (table["real_epoch_s"] > 0).all() and (table["bg_write_epoch_s"] > 0).all()
-    assert (table["bg_handover_s"] >= 0).all() and table["test_binary_%"].between(0, 100).all()
-    assert Experiment("background", root=tmp_path / "2").epochs(2) == [0, 1]
-    assert Experiment("discard", root=tmp_path / "2").epochs(2) == []

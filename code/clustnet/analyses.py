@@ -1,10 +1,12 @@
 """The analyses of `processResults.py` on a finished experiment (SPEC section 5).
 
-Each analysis reads the experiment through `layout` (nets' .ini files, scores CSVs,
-weights files), returns the numbers behind its figure, and writes its files in vis/X/.
+Each analysis reads the experiment through `layout` (nets' .ini files, metrics logs, scores
+CSVs, weights files), returns the numbers behind its figure, and writes its files in vis/X/.
 Scores are read in a thread pool, one CSV per task, and reduced with numpy: no Python
-runs per CSV row. The flags of `processResults.py`, and the order in which the analyses run,
-come from one table, ANALYSES: a new analysis is one entry there.
+runs per CSV row. The accuracies per epoch come from a net's metrics log when it has every
+scored epoch (one small CSV instead of a scores CSV per epoch), else from its scores CSVs.
+The flags of `processResults.py`, and the order in which the analyses run, come from one
+table, ANALYSES: a new analysis is one entry there.
 """
 
 import argparse
@@ -21,16 +23,18 @@ from PIL import Image
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from . import plots
+from . import plots, summary
 from .checkpoint import load_checkpoint
 from .nets import load_clustnet, load_encoder
 from .data import binary_targets, load_dataset
 from .errors import ClustNetError
-from .layout import Experiment, atomic_path, read_scores
+from .layout import Experiment, atomic_path, check_exp_id, read_metrics, read_scores, summary_paths
 from .metrics import accuracies
 from .options import OPTIONS_BY_NAME, format_value, read_saved_options, unknown_option_message
 
 ACCURACY_NAMES = ("binary", "pos_clust", "neg_clust")
+VALIDATION = "val"  # the split held out of the training images (--val_size)
+VAL_COLUMNS = [f"{VALIDATION}_{name}" for name in ACCURACY_NAMES]  # in the --acc_evol table
 
 
 class Study:
@@ -42,7 +46,7 @@ class Study:
         self.exp = Experiment(exp_id)
         self.train = train
         self.removed = set(removed)
-        self.set_name = "train" if train else "test"
+        self.set_name = "train" if train else "test"  # the analysed split
         self._options, self._datasets = {}, {}
 
     def all_net_ids(self):
@@ -76,8 +80,17 @@ class Study:
             self._options[ind_id] = read_saved_options(self.exp.ini_path(ind_id))
         return self._options[ind_id]
 
+    def scores_path(self, ind_id, epoch, split=None):
+        """The scores CSV of a net and epoch on `split` (default: the analysed set)."""
+        return self.exp.scores_path(ind_id, epoch, split or self.set_name)
+
+    def split_epochs(self, ind_id, split):
+        """The epochs with a scores CSV on `split`, sorted; maybe none."""
+        return self.exp.scored_epochs(ind_id, split)
+
     def scored_epochs(self, ind_id):
-        epochs = self.exp.scored_epochs(ind_id, self.train)
+        """The epochs scored on the analysed set: at least one."""
+        epochs = self.split_epochs(ind_id, self.set_name)
         if not epochs:
             raise ClustNetError(f"net {ind_id} of experiment {self.exp.exp_id!r} has no {self.set_name} "
                                 f"scores in {self.exp.results_dir}")
@@ -102,15 +115,18 @@ class Study:
         return {i: f"net {i}: " + ", ".join(f"{name}={format_value(getattr(self.options(i), name))}"
                                            for name in option_names) for i in ids}
 
-    def summarise_scores(self, ids, summarise):
+    def summarise_scores(self, ids, summarise, split=None):
         """{(net, epoch): summarise(scores frame, net's options)} over every scores CSV of the
-        nets `ids`, the CSVs read in parallel. Every epoch of a net scores the same images, so
-        a CSV with fewer rows than the others lost whole lines: it is reported."""
+        nets `ids` on `split` (default: the analysed set), the CSVs read in parallel. Every
+        epoch of a net scores the same images, so a CSV with fewer rows than the others lost
+        whole lines: it is reported."""
+        split = split or self.set_name
         options = {i: self.options(i) for i in ids}
-        jobs = [(i, epoch) for i in ids for epoch in self.scored_epochs(i)]
+        jobs = [(i, epoch) for i in ids
+                for epoch in (self.scored_epochs(i) if split == self.set_name else self.split_epochs(i, split))]
 
         def run(job):
-            frame = read_scores(self.exp.scores_path(*job, self.train))
+            frame = read_scores(self.scores_path(*job, split))
             return len(frame), summarise(frame, options[job[0]])
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
             results = dict(zip(jobs, pool.map(run, jobs)))
@@ -118,15 +134,16 @@ class Study:
             rows = {epoch: n for (net, epoch), (n, _) in results.items() if net == ind_id}
             short = min(rows, key=rows.get)
             if rows[short] != max(rows.values()):
-                raise ClustNetError(f"scores file {self.exp.scores_path(ind_id, short, self.train)} is truncated: "
+                raise ClustNetError(f"scores file {self.scores_path(ind_id, short, split)} is truncated: "
                                     f"{rows[short]} rows, {max(rows.values())} in other epochs")
-        return {job: summary for job, (_, summary) in results.items()}
+        return {job: value for job, (_, value) in results.items()}
 
     def dataset(self, opts):
-        """The dataset named in `opts`, loaded once."""
-        key = (opts.dataset, opts.data_dir)
+        """The dataset named in `opts`, loaded once, with the net's validation images held out
+        (so its training set is the one the net's train scores list)."""
+        key = (opts.dataset, opts.data_dir, opts.val_size)
         if key not in self._datasets:
-            self._datasets[key] = load_dataset(opts.dataset, opts.data_dir)
+            self._datasets[key] = load_dataset(opts.dataset, opts.data_dir, opts.val_size)
         return self._datasets[key]
 
     def images(self, opts):
@@ -158,21 +175,85 @@ def epoch_accuracies(frame, opts):
     return accuracies(labels, targets, log_probs, cluster_probs, opts.pos_classes, all_classes)
 
 
+def logged_accuracies(study, ind_id):
+    """Net `ind_id`'s accuracies from its metrics log: a frame indexed by the epochs scored
+    on the analysed set, columns ACCURACY_NAMES and, where the log has them, VAL_COLUMNS. None
+    when the log is absent or unreadable, or lacks a row or an accuracy that the net's scores
+    CSVs (of the analysed set, and of the validation split if any) have: those are read then."""
+    path = study.exp.metrics_path(ind_id)
+    if not path.is_file():
+        return None
+    try:
+        log = read_metrics(path)
+    except ClustNetError:  # unreadable or cut: the scores CSVs hold the same numbers
+        return None
+    log = log.drop_duplicates("epoch", keep="last").set_index("epoch")  # a redone epoch: its last row
+    needed = {study.set_name: study.scored_epochs(ind_id), VALIDATION: study.split_epochs(ind_id, VALIDATION)}
+    for split, epochs in needed.items():
+        columns = [f"{split}_{name}" for name in ACCURACY_NAMES]
+        if epochs and (not set(columns) <= set(log.columns) or not set(epochs) <= set(log.index)
+                       or log.loc[epochs, columns].isna().any().any()):
+            return None
+    epochs = needed[study.set_name]
+    frame = log.loc[epochs, [f"{study.set_name}_{name}" for name in ACCURACY_NAMES]]
+    frame.columns = list(ACCURACY_NAMES)
+    if set(VAL_COLUMNS) <= set(log.columns):
+        frame[VAL_COLUMNS] = log.loc[epochs, VAL_COLUMNS]
+    return frame
+
+
+def accuracy_frame(results, prefix=""):
+    """{(net, epoch): {accuracy name: value}} as a frame net, epoch, <prefix><accuracy name>..."""
+    return pd.DataFrame([{"net": net, "epoch": epoch, **{prefix + name: value for name, value in values.items()}}
+                         for (net, epoch), values in results.items()])
+
+
+def accuracy_table(study, ids):
+    """The accuracies of the nets `ids` at every epoch scored on the analysed set: a frame
+    net, epoch, binary, pos_clust, neg_clust (fractions), and val_binary, val_pos_clust,
+    val_neg_clust (the validation split's, empty where a net has none) when a net has a
+    validation split. Each net's numbers come from its metrics log when that is complete
+    (`logged_accuracies`), else from its scores CSVs: the same numbers, since trainVal.py logs
+    the accuracies of the scores it writes."""
+    logged = {i: frame for i in ids if (frame := logged_accuracies(study, i)) is not None}
+    unlogged = [i for i in ids if i not in logged]
+    frames = [frame.reset_index().assign(net=i) for i, frame in logged.items()]
+    if unlogged:
+        frame = accuracy_frame(study.summarise_scores(unlogged, epoch_accuracies))
+        validation = study.summarise_scores([i for i in unlogged if study.split_epochs(i, VALIDATION)],
+                                            epoch_accuracies, VALIDATION)
+        if validation:
+            frame = frame.merge(accuracy_frame(validation, f"{VALIDATION}_"), on=["net", "epoch"], how="left")
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True).reindex(columns=["net", "epoch", *ACCURACY_NAMES, *VAL_COLUMNS])
+    if table[VAL_COLUMNS].isna().all().all():
+        table = table.drop(columns=VAL_COLUMNS)
+    return table.sort_values(["net", "epoch"], ignore_index=True)
+
+
+def has_validation(table):
+    return set(VAL_COLUMNS) <= set(table.columns)
+
+
 def accuracy_evolution(study, option_names):
-    """`--acc_evol`: the table net, options, epoch, binary, pos_clust, neg_clust (fractions),
-    its CSV, the curves and the total variation of each curve."""
+    """`--acc_evol`: the table net, options, epoch, binary, pos_clust, neg_clust (fractions;
+    then val_binary, val_pos_clust, val_neg_clust when the nets have a validation split), its
+    CSV, the curves (a panel for the validation split beside the analysed set's) and the
+    total variation of each curve of the analysed set."""
     ids = study.net_ids()
     labels = study.net_labels(ids, option_names)
-    results = study.summarise_scores(ids, epoch_accuracies)
-    table = pd.DataFrame([{"net": net, "epoch": epoch, **values} for (net, epoch), values in results.items()])
+    table = accuracy_table(study, ids)
     for position, name in enumerate(option_names):
         table.insert(1 + position, name, [format_value(getattr(study.options(i), name)) for i in table.net])
-    table = table[["net", *option_names, "epoch", *ACCURACY_NAMES]]
     exp, train = study.exp, study.train
     with atomic_path(exp.accuracy_table_path(train)) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    plots.plot_accuracy_curves(table, labels, exp.accuracy_plot_path(train),
-                               f"{exp.exp_id}: {study.set_name} accuracies per epoch")
+    if has_validation(table):
+        panels, title = {f"{study.set_name} set": "", "validation split": f"{VALIDATION}_"}, "accuracies"
+    else:
+        panels, title = {"": ""}, f"{study.set_name} accuracies"
+    plots.plot_accuracy_curves(table, labels, panels, exp.accuracy_plot_path(train),
+                               f"{exp.exp_id}: {title} per epoch")
     variation = table.groupby("net")[list(ACCURACY_NAMES)].agg(lambda curve: np.abs(np.diff(curve)).sum())
     plots.plot_total_variation(variation, labels, exp.total_variation_path(train),
                                f"{exp.exp_id}: total variation of the {study.set_name} accuracy curves")
@@ -252,7 +333,7 @@ def failure_cases(study, ind_id, epoch):
     <index in the set>.png. Returns the indices."""
     study.check_net(ind_id)
     study.check_epoch(ind_id, epoch, study.scored_epochs(ind_id))
-    frame = read_scores(study.exp.scores_path(ind_id, epoch, study.train))
+    frame = read_scores(study.scores_path(ind_id, epoch))
     opts = study.options(ind_id)
     data = study.dataset(opts)
     images, labels, _ = study.images(opts)
@@ -358,6 +439,56 @@ def tsne(study, weights, n_images):
     return indices.numpy(), points, raw_points
 
 
+def summary_target(spec):
+    """`--summary`'s EXP or EXP@EPOCH: (experiment name, epoch or None)."""
+    exp_id, at, epoch = spec.partition("@")
+    if at and not epoch.isdigit():
+        raise ClustNetError(f"--summary {spec}: EXP@EPOCH needs an epoch number after the @")
+    return exp_id, int(epoch) if at else None
+
+
+def read_baselines(path):
+    """experiments/baselines.py's table, checked."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ClustNetError(f"baselines file {path} is unreadable: {error}") from None
+    if not {"method", *ACCURACY_NAMES} <= set(frame.columns):
+        raise ClustNetError(f"baselines file {path} has no columns method, {', '.join(ACCURACY_NAMES)}")
+    return frame
+
+
+def summarise_experiments(specs):
+    """`--summary`: the summary table (summary.summary_table) of the experiments `specs`
+    (EXP, or EXP@EPOCH to compare the nets at that epoch), every net of each, from the
+    accuracy tables of --acc_evol; an experiment with vis/EXP/baselines.csv adds its rows."""
+    rows = []
+    for spec in specs:
+        exp_id, epoch = summary_target(spec)
+        study = Study(exp_id)
+        ids, baselines = study.exp.net_ids(), study.exp.baselines_path()
+        if not ids and not baselines.is_file():
+            raise ClustNetError(f"no experiment {exp_id!r}: no clustDetectNet<id>.ini in {study.exp.nets_dir} "
+                                f"and no {baselines}")
+        if not ids and epoch is not None:
+            raise ClustNetError(f"--summary {spec}: experiment {exp_id!r} has baselines only, no epochs")
+        if ids:
+            rows += summary.experiment_rows(exp_id, accuracy_table(study, ids), {i: study.options(i) for i in ids},
+                                            epoch)
+        if baselines.is_file():
+            rows += summary.baseline_rows(exp_id, read_baselines(baselines))
+    return summary.summary_table(rows)
+
+
+def summary_name(name):
+    """--summary_name: a plain file name."""
+    try:
+        return check_exp_id(name)
+    except ClustNetError:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a plain file name (use letters, digits, '.', '_', "
+                                         "'-', '+', '=')") from None
+
+
 class AnalysisParser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one ClustNetError line."""
 
@@ -370,16 +501,24 @@ def check_tsne(value):
         raise ClustNetError(f"--tsne {value[0]} {value[1]}: N must be a number of images")
 
 
+def check_summary(specs):
+    for spec in specs:
+        check_exp_id(summary_target(spec)[0])
+
+
 @dataclass(frozen=True)
 class Analysis:
     """One analysis of processResults.py: its flag, the argparse keywords of that flag, and
-    run(study, value), which does the analysis with the flag's value and returns what it
-    wrote (each printed as a `wrote ...` line). `check(value)`, if any, vets the value
-    before the experiment is read."""
+    run(study, value), which does the analysis of --exp_id's experiment (the Study) with the
+    flag's value and returns what it wrote (each printed as a `wrote ...` line). An analysis
+    that names its experiments in its value (`of_exp_id` False) runs as run(args, value),
+    args the whole command line. `check(value)`, if any, vets the value before any
+    experiment is read."""
     flag: str
     spec: dict
     run: Callable
     check: Callable | None = None
+    of_exp_id: bool = True
 
 
 def run_acc_evol(study, option_names):
@@ -416,11 +555,22 @@ def run_tsne(study, weights_n):
     return list(study.exp.tsne_paths(os.path.basename(weights_n[0])))
 
 
+def run_summary(args, specs):
+    """Print the summary table as Markdown and write it as CSV and Markdown."""
+    table = summarise_experiments(specs)
+    text = summary.markdown(table)
+    print(text, flush=True)
+    paths = summary_paths(args.summary_name)
+    summary.write_summary(table, text, *paths)
+    return list(paths)
+
+
 # Every analysis, in the order they run when several are asked for (and --help lists them).
 # A new analysis is one entry here.
 ANALYSES = (
     Analysis("acc_evol", dict(nargs="+", metavar="OPTION",
-                              help="accuracies per epoch of every net, legend from these options' values"),
+                              help="accuracies per epoch of every net (and on its validation split, if any), "
+                                   "legend from these options' values"),
              run_acc_evol),
     Analysis("weig", dict(action="store_true", help="per layer, weight change from epoch to epoch"), run_weig),
     Analysis("spar", dict(nargs="+", metavar="OPTION",
@@ -436,19 +586,27 @@ ANALYSES = (
     Analysis("tsne", dict(nargs=2, metavar=("WEIGHTS", "N"),
                           help="t-SNE of N images' encoder representations (CAE or ClustNet file) and pixels"),
              run_tsne, check_tsne),
+    Analysis("summary", dict(nargs="+", metavar="EXP",
+                             help="one table over these experiments (EXP@EPOCH: at that epoch), no --exp_id: "
+                                  "per experiment and setting, mean +- std over the nets of the test accuracies "
+                                  "at the last epoch and at each net's best validation epoch"),
+             run_summary, check_summary, of_exp_id=False),
 )
 
 
 def build_parser():
-    parser = AnalysisParser(description="Analyses of a finished ClustNet experiment; files go to vis/<exp_id>/.",
-                            allow_abbrev=False)
-    parser.add_argument("--exp_id", required=True, help="the experiment to analyse")
+    parser = AnalysisParser(description="Analyses of a finished ClustNet experiment; files go to vis/<exp_id>/ "
+                                        "(--summary: vis/summary/).", allow_abbrev=False)
+    parser.add_argument("--exp_id", help="the experiment to analyse (every analysis but --summary)")
     parser.add_argument("--train", action="store_true", help="use the train set's scores and images")
     for analysis in ANALYSES:
         parser.add_argument(f"--{analysis.flag}", **analysis.spec)
         if analysis.flag == "acc_evol":  # where --help has always listed it
             parser.add_argument("--nets_to_remove", nargs="+", type=int, default=[], metavar="ID",
                                 help="leave these nets out of the analyses of every net")
+        if analysis.flag == "summary":
+            parser.add_argument("--summary_name", type=summary_name, default="summary", metavar="NAME",
+                                help="--summary writes vis/summary/NAME.csv and NAME.md (default: summary)")
     return parser
 
 
@@ -463,7 +621,14 @@ def main(argv):
     for analysis, value in asked:
         if analysis.check:
             analysis.check(value)
-    study = Study(args.exp_id, args.train, args.nets_to_remove)
+    of_exp_id = [analysis.flag for analysis, _ in asked if analysis.of_exp_id]
+    if of_exp_id and args.exp_id is None:
+        raise ClustNetError(f"--{of_exp_id[0]} analyses one experiment: give it with --exp_id")
+    if not of_exp_id and (args.exp_id is not None or args.train or args.nets_to_remove):
+        raise ClustNetError("--exp_id, --train and --nets_to_remove are for the analyses of one experiment; "
+                            "--summary EXP [EXP ...] names its experiments and reads every net's test and "
+                            "validation scores")
+    study = Study(args.exp_id, args.train, args.nets_to_remove) if of_exp_id else None
     for analysis, value in asked:
-        for written in analysis.run(study, value):
+        for written in analysis.run(study if analysis.of_exp_id else args, value):
             print(f"wrote {written}", flush=True)

@@ -23,12 +23,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import save_weights
+from .epoch_files import scores_writes, weights_writes
 from .errors import ClustNetError
 from .layout import CLUSTNET, PROJECT_ROOT, Experiment
 from .model import ClustNet, ModelConfig
+from .modes import MODES
+from .nets import run_kind
 from .options import parse_options
-from .training import Scores, evaluate, make_optimisers, train_epoch, write_epoch
+from .training import Scores, evaluate, make_optimisers, prepare, train_epoch, train_epochs
+from .writer import EpochWriter
 
 IMAGE_SHAPE = (1, 28, 28)
 MNIST_SIZES = (60000, 10000)  # train, test images: what one epoch's artifacts cover
@@ -111,51 +114,74 @@ def random_scores(n_images, n_clusters, generator):
 
 
 def write_seconds(device):
-    """Seconds to write one net's artifacts of a full MNIST epoch, as train() writes them: both
-    scores CSVs (60,000 and 10,000 rows), the two confusion PNGs and the weights file."""
+    """Seconds to write one net's artifacts of a full MNIST epoch, as training writes them:
+    both scores CSVs (60,000 and 10,000 rows) with their accuracies, the two confusion PNGs
+    and the weights file, here in this thread."""
     opts = default_options(4)
     model, optimisers, generators = build(1, opts, device)
     generator = torch.Generator().manual_seed(0)
-    labels = [torch.randint(0, 10, (n,), generator=generator) for n in MNIST_SIZES]
-    scores = [random_scores(n, opts.clust, generator) for n in MNIST_SIZES]
-    run = SimpleNamespace(opts=opts, data=SimpleNamespace(classes=[str(c) for c in range(10)]), ind_ids=[1])
+    labels = {split: torch.randint(0, 10, (n,), generator=generator)
+              for split, n in zip(("train", "test"), MNIST_SIZES)}
+    scores = {split: random_scores(len(split_labels), opts.clust, generator) for split, split_labels in labels.items()}
+    data = SimpleNamespace(classes=[str(c) for c in range(10)], split=lambda split: (None, labels[split]))
+    run = SimpleNamespace(opts=opts, data=data, ind_ids=[1], kind=CLUSTNET, model=model, optimisers=optimisers,
+                          generators=generators, ini_texts=[""], runs=[[]])
     with tempfile.TemporaryDirectory() as root:
         exp = Experiment("benchmark", root=root)
         start = time.perf_counter()
-        write_epoch(exp, run, scores[0], labels[0], True, 1)
-        write_epoch(exp, run, scores[1], labels[1], False, 1)
-        save_weights(exp.weights_path(1, 1), CLUSTNET, model, optimisers, generators, 0, 1, "")
+        writes = [write for split in scores for write in scores_writes(exp, run, scores[split], split, 1)[1]]
+        for _, write in writes + weights_writes(exp, run, 1, ""):
+            write()
         return time.perf_counter() - start
+
+
+class InlineWriter(EpochWriter):
+    """Writes each epoch's files in the training thread, as before the background writer."""
+
+    def submit(self, writes):
+        start = time.perf_counter()
+        self.write_all(list(writes))
+        return time.perf_counter() - start
+
+
+class DiscardingWriter(EpochWriter):
+    """Writes no epoch's files: the reference for an epoch's cost without them."""
+
+    def submit(self, writes):
+        return 0.0
 
 
 EPOCH_LINE = re.compile(r"net \d+ epoch 1: .*\| test loss \S+ binary (\S+)% .*\| (\S+) s \+ (\S+) s writing")
 
-# How the real epochs write their files (writer.MODE): not at all (the reference), in the
-# training thread as before the background writer, and in the background (what trainVal.py does).
-WRITER_MODES = ("discard", "inline", "background")
+# How the real epochs write their files: not at all (the reference), in the training thread
+# as before the background writer, and in the background (what trainVal.py does).
+WRITERS = {"discard": DiscardingWriter, "inline": InlineWriter, "background": EpochWriter}
+WRITER_MODES = tuple(WRITERS)
 
 
 def real_epoch(argv, output_root, writer_mode="background"):
     """One trainVal.py run (`argv`, epoch 0's evaluation then epoch 1) in this process, its
-    files under `output_root`, written as `writer_mode` says: epoch 1's seconds of training +
-    test evaluation, the seconds its writing held the training thread (inline: the writing;
-    background: the hand-over, and waiting for epoch 0's files if they were not done), the
-    mean test binary accuracy, the whole run's seconds and the peak memory in MB (CUDA:
-    allocated by PyTorch; CPU: the process's peak resident size). Meant for a fresh process.
+    files under `output_root`, written as `writer_mode` (WRITERS) says: epoch 1's seconds of
+    training + test evaluation, the seconds its writing held the training thread (inline: the
+    writing; background: the hand-over, and waiting for epoch 0's files if they were not
+    done), the mean test binary accuracy, the whole run's seconds and the peak memory in MB
+    (CUDA: allocated by PyTorch; CPU: the process's peak resident size). Meant for a fresh
+    process.
 
     In the background, epoch 0's files are written while epoch 1 trains, as every epoch's
     files while the next trains in a longer run: epoch 1's seconds are a steady epoch's."""
-    from . import writer
-    from .modes import main  # the entry of trainVal.py
     os.environ["CLUSTNET_ROOT"] = output_root
-    writer.MODE = writer_mode
     cuda = torch.cuda.is_available() and "--no_cuda" not in argv
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     printed = io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stdout(printed):
-        main(argv)
+        opts = parse_options(argv)
+        kind = run_kind(opts)
+        exp, run, _ = prepare(opts, kind, argv=argv)
+        with WRITERS[writer_mode](exp, run.ind_ids, kind, opts.epochs) as writer:
+            train_epochs(exp, run, MODES[kind], writer)
     total = time.perf_counter() - start
     lines = [[float(v) for v in found] for found in EPOCH_LINE.findall(printed.getvalue())]
     accuracy = sum(line[0] for line in lines) / len(lines)

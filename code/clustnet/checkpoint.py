@@ -3,6 +3,8 @@ errors (building a net from one: nets.py; continuing one: resume.py)."""
 
 import dataclasses
 import io
+import zipfile
+from pathlib import Path
 
 import torch
 
@@ -12,15 +14,15 @@ from .model import net_optimiser_state, net_state
 from .options import options_from_ini_text
 
 
-def weights_bytes(kind, model, optimisers, generators, net, epoch, ini_text):
+def weights_bytes(kind, model, optimisers, generators, net, epoch, ini_text, run):
     """The content of net `net`'s weights file, serialised now: everything an exact resume
     needs (weights, optimiser and RNG state, epoch, options), a snapshot that later training
-    steps cannot change."""
+    steps cannot change, and the net's run record (`run`: run_record.weights_entry)."""
     checkpoint = {"kind": kind, "epoch": epoch, "options": ini_text, "image_shape": model.config.image_shape,
                   "config": dataclasses.asdict(model.config),
                   "model": net_state(model, net),
                   "optimisers": {name: net_optimiser_state(opt, net) for name, opt in optimisers.items()},
-                  "generator": generators[net].get_state()}
+                  "generator": generators[net].get_state(), "run": run}
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     return buffer.getvalue()
@@ -32,18 +34,43 @@ def write_bytes(path, content):
         tmp.write_bytes(content)
 
 
-def save_weights(path, kind, model, optimisers, generators, net, epoch, ini_text):
-    """Write net `net`'s weights file (see weights_bytes) now."""
-    write_bytes(path, weights_bytes(kind, model, optimisers, generators, net, epoch, ini_text))
+def cut_short(path):
+    """Whether the file `path` is empty, or starts as a zip archive (torch.save's format) but
+    lacks the directory that ends one: a weights file whose end is missing."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(4)
+        return start == b"" or (start == b"PK\x03\x04" and not zipfile.is_zipfile(path))
+    except OSError:
+        return False
+
+
+def resume_before(path):
+    """How to resume the net of weights file `path` from the last earlier epoch whose file
+    beside it loads, as a clause of an error message."""
+    for earlier in layout.earlier_weights(path):
+        try:
+            checkpoint = torch.load(earlier, map_location="cpu", weights_only=False)
+            epochs = checkpoint_options(checkpoint, earlier).epochs
+            epoch = checkpoint["epoch"]
+        except Exception:  # an unreadable earlier file: look further back
+            continue
+        return (f"; the last complete epoch of this net is {epoch}: resume with python3 code/trainVal.py "
+                f"--init {earlier} --epochs {max(epochs, epoch + 1)} --overwrite True")
+    return "; no complete earlier epoch of this net is beside it"
 
 
 def load_checkpoint(path):
-    """A weights file written by `save_weights`, or one clear error."""
+    """A weights file (weights_bytes's content), or one clear error; for a file cut short,
+    with the command that resumes its net from the epoch before."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise ClustNetError(f"no weights file {path}") from None
     except Exception as error:  # torch.load raises many kinds on a file that is not one
+        if cut_short(path):
+            raise ClustNetError(f"weights file {path} is cut short (truncated: {Path(path).stat().st_size} bytes, "
+                                f"its end is missing){resume_before(path)}") from None
         raise ClustNetError(f"{path} is not a ClustNet weights file ({type(error).__name__})") from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint or "options" not in checkpoint:
         raise ClustNetError(f"{path} is not a ClustNet weights file")

@@ -1,7 +1,9 @@
 """Datasets held in memory as tensors: MNIST, CIFAR-10 and folders of images.
 
 Training batches are taken by indexing these tensors, so no per-sample Python runs in the
-training loop. Images are normalised per channel with the training set's statistics.
+training loop. With --val_size N, N training images are held out as a validation set, the
+same ones for every seed and run. Images are normalised per channel with the statistics of
+the images trained on.
 """
 
 import math
@@ -22,11 +24,19 @@ from .layout import output_root
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
+# Seeds the draw of the validation images: a constant, not --seed, so that every net and
+# every run of a study holds out the same images.
+VALIDATION_SEED = 20260101
+
+
 @dataclass
 class ImageData:
-    """Normalised float images (n, C, H, W) and their 10-class labels (n,), train and test."""
+    """Normalised float images (n, C, H, W) and their 10-class labels (n,): train, validation
+    (none without --val_size) and test."""
     train_x: torch.Tensor
     train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: list
@@ -37,8 +47,17 @@ class ImageData:
     def image_shape(self):
         return tuple(self.train_x.shape[1:])
 
+    @property
+    def splits(self):
+        """The sets scored after each epoch: train, val (when held out), test."""
+        return ["train"] + (["val"] if len(self.val_y) else []) + ["test"]
+
+    def split(self, name):
+        """(images, labels) of the set `name` (train, val or test)."""
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+
     def to(self, device):
-        for name in ("train_x", "train_y", "test_x", "test_y"):
+        for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
             setattr(self, name, getattr(self, name).to(device))
         return self
 
@@ -58,8 +77,9 @@ def resolve_data_dir(data_dir):
     return (output_root() / "data" if data_dir is None else Path(data_dir)).resolve()
 
 
-def load_dataset(name, data_dir):
-    """MNIST, CIFAR10 (torchvision, under `data_dir`) or a folder of images, as ImageData."""
+def load_dataset(name, data_dir, val_size=0):
+    """MNIST, CIFAR10 (torchvision, under `data_dir`) or a folder of images, as ImageData,
+    `val_size` of its training images held out (validation_indices)."""
     if name in ("MNIST", "CIFAR10"):
         train_u8, train_y, test_u8, test_y, classes = load_torchvision(name, resolve_data_dir(data_dir))
     elif Path(name).is_dir():
@@ -67,13 +87,27 @@ def load_dataset(name, data_dir):
     else:
         raise ClustNetError(f"unknown dataset {name!r}: expected MNIST, CIFAR10, or a folder "
                             "holding train/<class>/ and test/<class>/ images")
-    train_x = train_u8.float().div_(255)
+    if val_size >= len(train_y):
+        raise ClustNetError(f"--val_size {val_size}: the training set has {len(train_y)} images; hold out "
+                            "fewer, so that some are left to train on")
+    held_out = torch.zeros(len(train_y), dtype=torch.bool)
+    held_out[validation_indices(len(train_y), val_size)] = True
+    train_x = train_u8[~held_out].float().div_(255)
     mean = train_x.mean(dim=(0, 2, 3))
     std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
     shape = (1, -1, 1, 1)
     normalise = lambda x: x.sub_(mean.view(shape)).div_(std.view(shape))
-    return ImageData(normalise(train_x), train_y, normalise(test_u8.float().div_(255)), test_y,
-                     classes, mean, std)
+    return ImageData(normalise(train_x), train_y[~held_out], normalise(train_u8[held_out].float().div_(255)),
+                     train_y[held_out], normalise(test_u8.float().div_(255)), test_y, classes, mean, std)
+
+
+def validation_indices(n_train, val_size):
+    """The positions, in increasing order, of the `val_size` training images held out of
+    `n_train`: the first `val_size` of one permutation drawn from VALIDATION_SEED, so the
+    same images whatever --seed, and a larger split holds a smaller one. Both sets keep the
+    dataset's order."""
+    permutation = torch.randperm(n_train, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    return permutation[:val_size].sort().values
 
 
 # The MNIST files of each split (torchvision's layout), with the number of dimensions of each.

@@ -30,6 +30,48 @@ KINDS = (CLUSTNET, DETECTNET, CAE)
 SCORE_COLUMNS = ["origTarg", "targ", "pred_0", "pred_1"]
 
 
+# The metrics log (Experiment.metrics_path), one row per epoch (epoch 0: the initial net,
+# no training). Columns, in this order: "epoch"; "lr_<optimiser>" for each optimiser
+# ("lr_cn", "lr_main" for ClustNet); "loss_binary" and "loss_<term>" for each gate term in use
+# (means over the epoch's training steps); then for each split of METRICS_SPLITS that the run
+# has, "<split>_loss" and "<split>_<accuracy>" for each of METRICS_ACCURACIES (fractions in
+# [0, 1]); then METRICS_TIMES (seconds), "threads" (PyTorch's CPU threads in the epoch: with
+# --num_threads 0 they follow the other runs on the machine, and they change the results'
+# last bits) and "end_time" (ISO 8601, when the epoch ended).
+# The one-expert net (--pretrain) has the binary accuracy only; the autoencoder
+# (--pretrain_cae) no loss_* parts and no accuracies, its <split>_loss the reconstruction
+# error. Epoch 0 leaves lr_* and loss_* empty (no training step). metrics_columns lists them.
+METRICS_SPLITS = ("train", "val", "test")
+METRICS_ACCURACIES = ("binary", "pos_clust", "neg_clust")
+METRICS_TIMES = ("seconds_train", "seconds_eval", "seconds_write")
+METRICS_THREADS = "threads"
+METRICS_END_TIME = "end_time"
+
+# The suffix of the scores CSVs of each set of images scored after an epoch (METRICS_SPLITS).
+SPLIT_SUFFIXES = {"train": "_train", "val": "_val", "test": ""}
+
+
+def split_name(split):
+    """A split's name; True and False (older callers' `train` flag) stand for train and test."""
+    if isinstance(split, bool):
+        return "train" if split else "test"
+    if split not in SPLIT_SUFFIXES:
+        raise ValueError(f"split {split!r}: expected one of {', '.join(METRICS_SPLITS)}")
+    return split
+
+
+def metrics_columns(optimisers, step_terms, splits, accuracies=METRICS_ACCURACIES):
+    """The metrics log's columns, in order (see above): `optimisers` their names, `step_terms`
+    the loss parts averaged over the training steps ("binary", then each gate term's option;
+    none for the autoencoder), `splits` the scored sets the run has, `accuracies` the
+    accuracies each set gets (all of METRICS_ACCURACIES for ClustNet, "binary" for the
+    one-expert net, none for the autoencoder)."""
+    return (["epoch"] + [f"lr_{name}" for name in optimisers] + [f"loss_{term}" for term in step_terms]
+            + [f"{split}_{measure}" for split in METRICS_SPLITS if split in splits
+               for measure in ("loss", *accuracies)]
+            + list(METRICS_TIMES) + [METRICS_THREADS, METRICS_END_TIME])
+
+
 def score_columns(n_clusters):
     """CSV header: 10-class label, binary target, 2 log-probabilities, the CN's distribution."""
     return SCORE_COLUMNS + [f"clust_{k}" for k in range(n_clusters)]
@@ -92,9 +134,21 @@ class Experiment:
     def weights_path(self, ind_id, epoch, kind=CLUSTNET):
         return self.nets_dir / f"{kind}{ind_id}_epoch{epoch}"
 
-    def scores_path(self, ind_id, epoch, train=False, kind=CLUSTNET):
+    def scores_path(self, ind_id, epoch, split="test", kind=CLUSTNET):
+        """The per-image scores CSV of a net and epoch on `split` (METRICS_SPLITS; True and False
+        stand for "train" and "test")."""
         prefix = "all_scores_net" if kind == CLUSTNET else f"all_scores_{kind}"
-        return self.results_dir / f"{prefix}{ind_id}_epoch{epoch}{'_train' if train else ''}.csv"
+        return self.results_dir / f"{prefix}{ind_id}_epoch{epoch}{SPLIT_SUFFIXES[split_name(split)]}.csv"
+
+    def metrics_path(self, ind_id, kind=CLUSTNET):
+        """One row per epoch of the net's learning rates, losses, accuracies and timings (METRICS_*)."""
+        prefix = "net" if kind == CLUSTNET else kind
+        return self.vis_dir / f"{prefix}{ind_id}_metrics.csv"
+
+    def tensorboard_dir(self, ind_id, kind=CLUSTNET):
+        """The TensorBoard event files of a net (--tensorboard True): runs/<exp>/net<N>."""
+        prefix = "net" if kind == CLUSTNET else kind
+        return self.root / "runs" / self.exp_id / f"{prefix}{ind_id}"
 
     def confusion_path(self, ind_id, epoch, positive):
         return self.vis_dir / f"perm_{'det' if positive else 'nodet'}_{ind_id}_{epoch}.png"
@@ -133,9 +187,13 @@ class Experiment:
         """(t-SNE of the encoder's representations, t-SNE of the raw pixels)."""
         return self.vis_dir / f"{weights_name}_tsne.png", self.vis_dir / f"{weights_name}_tsne_raw.png"
 
-    def scored_epochs(self, ind_id, train=False, kind=CLUSTNET):
-        """The epochs whose scores CSV exists for net `ind_id` (test or train set), sorted."""
-        name = self.scores_path(ind_id, "EPOCH", train, kind).name
+    def baselines_path(self):
+        """experiments/baselines.py's table: method, binary, pos_clust, neg_clust."""
+        return self.vis_dir / "baselines.csv"
+
+    def scored_epochs(self, ind_id, split="test", kind=CLUSTNET):
+        """The epochs whose scores CSV on `split` exists for net `ind_id`, sorted."""
+        name = self.scores_path(ind_id, "EPOCH", split, kind).name
         return numbers_in(self.results_dir, re.escape(name).replace("EPOCH", r"(\d+)"))
 
     def net_ids(self, kind=CLUSTNET):
@@ -145,6 +203,36 @@ class Experiment:
     def epochs(self, ind_id, kind=CLUSTNET):
         """The epochs whose weights file exists for net `ind_id`, sorted."""
         return numbers_in(self.nets_dir, rf"{kind}{ind_id}_epoch(\d+)")
+
+    def create_folders(self, kind=CLUSTNET):
+        """Create the folders a run of `kind` writes in, nets/X, results/X (not for an
+        autoencoder, which has no scores) and vis/X, and the output root, where absent, and
+        check that files can be created in them, before the run writes anything. Any failure
+        is one ClustNetError, and the folders this call created are removed again."""
+        created = []
+        folders = (self.nets_dir, self.vis_dir) if kind == CAE else (self.nets_dir, self.results_dir, self.vis_dir)
+        try:
+            for folder in folders:
+                for path in [*reversed(folder.parents), folder]:
+                    if path.exists():
+                        continue
+                    action = f"cannot create the output folder {path}"
+                    try:
+                        path.mkdir()
+                        created.append(path)
+                    except FileExistsError:  # another run made it meanwhile
+                        pass
+                action = f"cannot write in the output folder {folder}"
+                with tempfile.TemporaryFile(dir=folder):
+                    pass
+        except OSError as error:
+            for path in reversed(created):
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass  # another run wrote in it meanwhile
+            raise ClustNetError(f"{action}: {error.strerror or error} (the output root is {self.root}: "
+                                "set CLUSTNET_ROOT to a folder you can write in)") from None
 
     def claim_ind_id(self, ini_text_for, requested=None, overwrite=False, kind=CLUSTNET):
         """Create this net's .ini and return its id, atomically with respect to other runs.
@@ -175,6 +263,24 @@ class Experiment:
                     os.unlink(tmp)
 
 
+def summary_paths(name, root=None):
+    """What `processResults.py --summary --summary_name NAME` writes: (CSV, Markdown) in vis/summary/."""
+    folder = (Path(root) if root is not None else output_root()) / "vis" / "summary"
+    return folder / f"{name}.csv", folder / f"{name}.md"
+
+
+def earlier_weights(path):
+    """The weights files beside weights file `path` (named as Experiment.weights_path names
+    them) of the same net at earlier epochs, the latest first; [] for a file named otherwise."""
+    path = Path(path)
+    match = re.fullmatch(rf"({'|'.join(KINDS)})(\d+)_epoch(\d+)", path.name)
+    if not match:
+        return []
+    net = f"{match.group(1)}{match.group(2)}"
+    epochs = numbers_in(path.parent, rf"{net}_epoch(\d+)")
+    return [path.parent / f"{net}_epoch{epoch}" for epoch in reversed(epochs) if epoch < int(match.group(3))]
+
+
 def write_scores(path, orig_targets, bin_targets, log_probs, cluster_probs):
     """One CSV row per image, columns `score_columns(K)`; arrays are numpy or CPU tensors."""
     n_clusters = 0 if cluster_probs is None else cluster_probs.shape[1]
@@ -195,18 +301,40 @@ def ends_with_newline(path):
         return file.read(1) == b"\n"
 
 
-def read_scores(path):
-    """Read a scores CSV written by `write_scores`, checking its header and that it is whole."""
+def read_whole_csv(path, what):
+    """The CSV file `path` (a `what`), refused with one clear error when it is missing, cut
+    short (pandas ends every file it writes with a newline) or unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise ClustNetError(f"no scores file {path}")
+        raise ClustNetError(f"no {what} {path}")
     if not ends_with_newline(path):
-        raise ClustNetError(f"scores file {path} is truncated: its last line is cut")
+        raise ClustNetError(f"{what} {path} is truncated: its last line is cut")
     try:
-        frame = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ClustNetError(f"scores file {path} is unreadable or truncated: {error}") from None
+        raise ClustNetError(f"{what} {path} is unreadable or truncated: {error}") from None
+
+
+def read_scores(path):
+    """Read a scores CSV written by `write_scores`, checking its header and that it is whole."""
+    frame = read_whole_csv(path, "scores file")
     n_clusters = len(frame.columns) - len(SCORE_COLUMNS)
     if n_clusters < 0 or list(frame.columns) != score_columns(n_clusters) or frame.isna().any().any():
         raise ClustNetError(f"scores file {path} is truncated or not a ClustNet scores file")
+    return frame
+
+
+def write_metrics(path, frame):
+    """Write a metrics log whole (its rows so far), atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.9g")
+
+
+def read_metrics(path):
+    """A metrics log written by `write_metrics`, checked: whole, its first column "epoch" and
+    its last ones the times; one clear error otherwise."""
+    frame = read_whole_csv(path, "metrics log")
+    tail = list(METRICS_TIMES) + [METRICS_THREADS, METRICS_END_TIME]
+    if list(frame.columns[:1]) != ["epoch"] or list(frame.columns[-len(tail):]) != tail:
+        raise ClustNetError(f"{path} is not a ClustNet metrics log")
     return frame

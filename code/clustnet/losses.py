@@ -134,32 +134,53 @@ def self_labelling(out, second_probs, targets, opts):
     return (cross_entropy * confident).sum() / confident.sum().clamp_min(1)
 
 
-def gate_terms(out, second_probs, targets, opts):
-    """(N,) the weighted sum of the terms switched on, to add to the binary loss. `out` is
+def gate_term_values(out, second_probs, targets, opts):
+    """{option: (N,) the term's value, before its weight} of each term switched on. `out` is
     the model's GateOutputs (N, B, ...) on the (first) view, `second_probs` the CN's p on
     the second view (None when no term reads one). Each term runs on one net at a time
     (vmap over the nets' axis), so no term can mix the nets of a --seeds run."""
-    active = active_terms(opts)
+    active = active_term_options(opts)
     if not active:
-        return torch.zeros(out.probs.shape[0], device=out.probs.device, dtype=out.probs.dtype)
+        return {}
     fields = tuple(getattr(out, field.name) for field in dataclasses.fields(out))
 
     def one_net(net_fields, net_second_probs, net_targets):
         net_out = type(out)(*net_fields)
-        return sum(term.sign * weight * term.value(net_out, net_second_probs, net_targets, opts)
-                   for weight, term in active)
+        return tuple(GATE_TERMS[option].value(net_out, net_second_probs, net_targets, opts) for option in active)
 
     if len(targets) == 1:  # one net: its own tensors, without vmap's cost (about 1 ms a step)
-        return one_net(tuple(None if field is None else field[0] for field in fields),
-                       None if second_probs is None else second_probs[0], targets[0]).unsqueeze(0)
+        values = one_net(tuple(None if field is None else field[0] for field in fields),
+                         None if second_probs is None else second_probs[0], targets[0])
+        return {option: value.unsqueeze(0) for option, value in zip(active, values)}
     field_dims = tuple(None if field is None else 0 for field in fields)
-    return torch.vmap(one_net, in_dims=(field_dims, None if second_probs is None else 0, 0))(
+    values = torch.vmap(one_net, in_dims=(field_dims, None if second_probs is None else 0, 0))(
         fields, second_probs, targets)
+    return dict(zip(active, values))
+
+
+def weighted_sum(values, opts, zeros):
+    """(N,) the terms' `values` (gate_term_values) with their weights and signs, summed: what
+    the gate terms add to the loss; `zeros` (N,) when none is on."""
+    if not values:
+        return zeros
+    return sum(GATE_TERMS[option].sign * getattr(opts, option) * value for option, value in values.items())
+
+
+def gate_terms(out, second_probs, targets, opts):
+    """(N,) the weighted sum of the terms switched on, to add to the binary loss (see
+    gate_term_values)."""
+    return weighted_sum(gate_term_values(out, second_probs, targets, opts), opts,
+                        out.probs.new_zeros(out.probs.shape[0]))
+
+
+def active_term_options(opts):
+    """The option of each term switched on (a non-zero weight), in GATE_TERMS' order."""
+    return [option for option in GATE_TERMS if getattr(opts, option)]
 
 
 def active_terms(opts):
     """(weight, GateTerm) of each term switched on (a non-zero weight)."""
-    return [(getattr(opts, option), term) for option, term in GATE_TERMS.items() if getattr(opts, option)]
+    return [(getattr(opts, option), GATE_TERMS[option]) for option in active_term_options(opts)]
 
 
 def needs_second_view(opts):
@@ -168,7 +189,15 @@ def needs_second_view(opts):
 
 def clustnet_loss(out, second_probs, targets, opts):
     """(N,) each net's loss: the NLL of the binary target, plus the terms on the gate."""
-    return nll(out.log_probs, targets) + gate_terms(out, second_probs, targets, opts)
+    return clustnet_loss_parts(out, second_probs, targets, opts)[0]
+
+
+def clustnet_loss_parts(out, second_probs, targets, opts):
+    """clustnet_loss and its parts: {"binary": (N,) the NLL of the binary target, option:
+    (N,) each gate term's value before its weight} (the metrics log's loss_* columns)."""
+    binary = nll(out.log_probs, targets)
+    values = gate_term_values(out, second_probs, targets, opts)
+    return binary + weighted_sum(values, opts, torch.zeros_like(binary)), {"binary": binary, **values}
 
 
 def smallest_loss_experts(experts, targets):

@@ -284,3 +284,26 @@ def net_optimiser_state(optimiser, net):
     return {"state": {key: {name: cut(value, params[key]) for name, value in entry.items()}
                       for key, entry in state["state"].items()},
             "param_groups": state["param_groups"]}
+
+
+def load_net_states(model, states):
+    """Put one 1-net state dict (net_state's) back into each net of a stacked model, in order."""
+    model.load_state_dict({name: torch.cat([state[name] for state in states]) for name in model.state_dict()})
+
+
+def load_net_optimiser_states(optimiser, states):
+    """The inverse of net_optimiser_state: one state dict per net, in order, put back into an
+    optimiser over stacked parameters. The state tensors shaped like a net's cut of their
+    parameter are stacked again; the others (Adam's step count) are the same for every net
+    continued from the same epoch, and taken from the first."""
+    params = [param for group in optimiser.param_groups for param in group["params"]]
+
+    def join(key, name):
+        values = [state["state"][key][name] for state in states]
+        if torch.is_tensor(values[0]) and values[0].shape == (1, *params[key].shape[1:]):
+            return torch.cat(values)
+        return values[0]
+    first = states[0]
+    optimiser.load_state_dict({"state": {key: {name: join(key, name) for name in entry}
+                                         for key, entry in first["state"].items()},
+                               "param_groups": first["param_groups"]})

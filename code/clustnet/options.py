@@ -8,6 +8,7 @@ an .ini file that works as `-c` to rerun the same net.
 import argparse
 import configparser
 import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,12 +48,16 @@ class Option:
     choices: tuple = ()
     minimum: float | None = None  # inclusive
     positive: bool = False  # strictly greater than 0
+    metavar: str = ""  # what --help shows for one value (default: value_name's, from the type)
 
     def check(self, value):
-        """Raise ClustNetError if `value` is out of this option's range."""
+        """Raise ClustNetError if `value` is out of this option's range (inf and nan are out
+        of every float option's)."""
         for item in (value if self.many and value is not None else [value]):
             if item is None:
                 continue
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ClustNetError(f"--{self.name} {item}: must be a finite number")
             if self.choices and item not in self.choices:
                 raise ClustNetError(f"--{self.name} {item}: expected one of {', '.join(self.choices)}")
             if self.positive and not item > 0:
@@ -61,21 +66,33 @@ class Option:
                 raise ClustNetError(f"--{self.name} {item}: must be at least {self.minimum}")
 
 
-OPTIONS = [
-    # The experiment
-    Option("exp_id", str, "default", "experiment name: the folder under nets/, results/ and vis/"),
+# The option table: a string starts a section (a group of --help, a table of docs/options.md),
+# each Option after it is an option of that section.
+OPTION_TABLE = [
+    "The experiment",
+    Option("exp_id", str, "default", "experiment name: the folder under nets/, results/ and vis/",
+           metavar="NAME"),
     Option("ind_id", optional(int), None, "net number in the experiment (default: the next free one)",
            minimum=1),
     Option("overwrite", parse_bool, False, "allow an --ind_id that already exists to be written over"),
+    Option("resume", parse_bool, False, "continue the nets this command names (--ind_id, one per seed of "
+                                        "--seeds) from the last epoch all of them finished, with the same "
+                                        "options; start them if none has started: rerunning the same "
+                                        "command continues it"),
     Option("seed", int, 1, "random seed: weights, data order and gate samples", minimum=0),
     Option("seeds", int, [], "train one independent net per seed together in one process, "
-                             "vectorised; each is saved as its own net", many=True, minimum=0),
-    # Data
-    Option("dataset", str, "MNIST", "MNIST, CIFAR10, or a folder with train/<class>/ and test/<class>/ images"),
-    Option("data_dir", optional(str), None, "where torchvision datasets live (default: data/ at the project root)"),
+                             "vectorised; each is saved as its own net", many=True, minimum=0, metavar="SEED"),
+    "Data",
+    Option("dataset", str, "MNIST", "MNIST, CIFAR10, or a folder with train/<class>/ and test/<class>/ images",
+           metavar="NAME|PATH"),
+    Option("data_dir", optional(str), None, "where torchvision datasets live (default: data/ at the project root)",
+           metavar="PATH"),
     Option("pos_classes", int, [0, 1, 2, 3, 4], "classes of the positive group (binary target 1)",
-           many=True, minimum=0),
-    # Architecture
+           many=True, minimum=0, metavar="CLASS"),
+    Option("val_size", int, 0, "training images held out as a validation set, scored after every epoch "
+                               "(results/X/*_val.csv, the metrics log); the same images whatever the seed",
+           minimum=0),
+    "Architecture",
     Option("encnblayers", int, 2, "conv blocks in the shared encoder (5x5 conv, ReLU, 2x2 max-pool)", minimum=1),
     Option("encnbfilters", int, 16, "filters of the first conv block; each next block doubles them", minimum=1),
     Option("enchidd_repr_size", int, 64, "size of the encoder's output representation z", minimum=1),
@@ -84,14 +101,14 @@ OPTIONS = [
     Option("clhidd_repr_size", int, 64, "width of the CN's hidden layers", minimum=1),
     Option("denblayers", int, 1, "dense layers in each detecting network (1: linear, low capacity)", minimum=1),
     Option("dehidd_repr_size", int, 16, "width of the DNs' hidden layers", minimum=1),
-    # The gate
+    "The gate",
     Option("decision_clu", str, "DE", "gate: DE sample in training / argmax in eval, FS sample always, "
                                       "FD argmax always, SD soft (no one-hot), GSF Gumbel-softmax "
                                       "straight-through", choices=GATE_MODES),
     Option("temperature", float, 1.0, "Gumbel-softmax temperature (GSF)", positive=True),
     Option("entweig", float, 0.0, "weight of the mean entropy of the CN's distribution p, added to the loss (> 0: confident choices)"),
     Option("clustdivers", float, 0.0, "weight of the entropy of the batch's mean p, subtracted from the loss (> 0: a balanced use of the DNs)"),
-    # Beyond the paper: training the gate to find the classes (all off by default)
+    "Beyond the paper: training the gate to find the classes (all off by default)",
     Option("aug_rotation", float, 0.0, "augmentation: random rotation of the training images, up to +- this many "
                                        "degrees (any aug_* > 0 trains on two random views of each image)", minimum=0.0),
     Option("aug_shift", float, 0.0, "augmentation: random shift, up to +- this fraction of the image size",
@@ -127,36 +144,82 @@ OPTIONS = [
     Option("rand_prop_val_sched", float, [0.9, 0.5, 0.1], "separated mode: probability that an image's CN "
                                                           "target is its smallest-loss DN (else a random DN), "
                                                           "at the epochs of --rand_prop_epo_sched, linear "
-                                                          "in between", many=True, minimum=0.0),
+                                                          "in between", many=True, minimum=0.0, metavar="P"),
     Option("rand_prop_epo_sched", int, [0, 1, 2], "separated mode: the epochs of --rand_prop_val_sched",
-           many=True, minimum=0),
-    # Optimisation
+           many=True, minimum=0, metavar="EPOCH"),
+    "Optimisation",
     Option("epochs", int, 10, "training epochs", minimum=1),
     Option("batch_size", int, 4, "training batch size", minimum=1),
     Option("test_batch_size", int, 1000, "evaluation batch size", minimum=1),
     Option("lr", float, [0.01], "learning rate of the encoder and DNs; several values: a schedule, "
-                                "the epochs split into equal consecutive parts", many=True, positive=True),
-    Option("lr_cl", float, [], "learning rate (schedule) of the CN (default: --lr)", many=True, positive=True),
+                                "the epochs split into equal consecutive parts", many=True, positive=True,
+           metavar="LR"),
+    Option("lr_cl", float, [], "learning rate (schedule) of the CN (default: --lr)", many=True, positive=True,
+           metavar="LR"),
     Option("optim", str, "SGD", "optimiser: SGD (with momentum), Adam, AMSGrad", choices=OPTIMISERS),
     Option("momentum", float, 0.5, "SGD momentum", minimum=0.0),
     Option("weight_decay", float, 0.0, "L2 weight decay", minimum=0.0),
     Option("batch_period", int, 0, "0: CN and DNs step together; k: k batches for the CN, then k for "
                                    "the encoder and DNs, alternately", minimum=0),
-    # Other modes
+    "Other modes",
     Option("pretrain", parse_bool, False, "train one DN with the encoder (the one-expert baseline)"),
     Option("pretrain_cae", parse_bool, False, "train a convolutional autoencoder"),
-    Option("init", optional(str), None, "weights file: a pretrained DN, or a ClustNet file to resume from"),
-    Option("init_enc", optional(str), None, "weights file (CAE or ClustNet) to initialise the encoder from"),
-    Option("init_clu", optional(str), None, "weights file (ClustNet) to initialise the CN from"),
+    Option("init", optional(str), None, "weights file: a pretrained DN, or a ClustNet file to resume from",
+           metavar="PATH"),
+    Option("init_enc", optional(str), None, "weights file (CAE or ClustNet) to initialise the encoder from",
+           metavar="PATH"),
+    Option("init_clu", optional(str), None, "weights file (ClustNet) to initialise the CN from", metavar="PATH"),
     Option("noise_init", float, 0.0, "relative noise added to DNs initialised from one pretrained DN",
            minimum=0.0),
-    # Machine
+    "Machine",
     Option("no_cuda", parse_bool, False, "train on the CPU even when CUDA is available"),
-    Option("num_threads", int, 0, "CPU threads for PyTorch (0: PyTorch's default)", minimum=0),
+    Option("num_threads", int, 0, "CPU threads for PyTorch (0: the machine's cores shared evenly among the "
+                                  "trainVal.py runs on it, checked at each epoch; the number of threads "
+                                  "changes the results' last bits)", minimum=0),
     Option("progress", parse_bool, True, "show a progress bar during each epoch"),
+    Option("tensorboard", parse_bool, False, "also log each epoch's metrics and the test set's confusion matrices "
+                                             "for TensorBoard, under runs/<exp_id>/net<N> (tensorboard --logdir runs)"),
 ]
 
+OPTIONS = [row for row in OPTION_TABLE if isinstance(row, Option)]
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def sections():
+    """The table's sections in order: [(title, [Option, ...]), ...]."""
+    grouped = []
+    for row in OPTION_TABLE:
+        if isinstance(row, str):
+            grouped.append((row, []))
+        else:
+            grouped[-1][1].append(row)
+    return grouped
+
+
+def value_name(option):
+    """What --help shows for one value of `option`: its own metavar, its choices, or its type's."""
+    if option.metavar:
+        return option.metavar
+    if option.choices:
+        return "{" + ",".join(option.choices) + "}"
+    if option.type is parse_bool:
+        return "{True,False}"
+    return {"int": "N", "float": "X"}.get(option.type.__name__, "TEXT")
+
+
+def value_kind(option):
+    """The values `option` takes, in words (docs/options.md): choices, or type and range."""
+    if option.choices:
+        kind = " / ".join(option.choices)
+    elif option.type is parse_bool:
+        kind = "True / False"
+    else:
+        kind = "path" if option.metavar == "PATH" else option.type.__name__
+        if option.positive:
+            kind += " > 0"
+        elif option.minimum is not None:
+            kind += f" >= {option.minimum:g}"
+    return f"list of {kind}" if option.many else kind
 
 
 def unknown_option_message(name, where):
@@ -196,16 +259,16 @@ def read_ini_text(path):
                             f"{str(error).splitlines()[0]}") from None
 
 
-def ini_values(text, path, kind="config file", raw=False):
+def ini_values(text, path, kind="config file"):
     """The `[default]` section of the INI text `text` as {name: parsed value}, strictly: an
     option trainVal.py does not have, or a value its option cannot take, is refused with one
     error naming `path`. `kind` says what `path` is in the errors: "config file" (a -c file
-    or a net's .ini) or "weights file" (the options a weights file holds). `raw`: values as
-    written, no % interpolation (the text of `options_ini`, which writes them as they are)."""
+    or a net's .ini) or "weights file" (the options a weights file holds). Values are read
+    as written, no % interpolation: `options_ini` writes them so (a net's .ini, --print_config),
+    and such a file is a valid -c file."""
     what, where = {"config file": (f"config file {path}", f"in {path}"),
                    "weights file": (f"the options saved in weights file {path}", f"in weights file {path}")}[kind]
-    parser = configparser.ConfigParser(default_section="__none__",
-                                       interpolation=None if raw else configparser.BasicInterpolation())
+    parser = configparser.ConfigParser(default_section="__none__", interpolation=None)
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as error:
@@ -237,7 +300,7 @@ def options_from_ini_text(text, path, kind="config file"):
     Namespace. Read strictly by `ini_values` (an unknown option is refused, naming `path`),
     over the defaults: a file written before an option existed loads with its default."""
     values = default_values()
-    values.update(ini_values(text, path, kind, raw=True))
+    values.update(ini_values(text, path, kind))
     check_values(values)
     return argparse.Namespace(**values)
 
@@ -258,32 +321,64 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         raise ClustNetError(message)
 
 
+def argument(option):
+    """add_argument's keywords for `option`: a list takes one or more values (zero too where
+    the empty list is its default), a boolean alone means True."""
+    text = option.help if "(default:" in option.help else \
+        f"{option.help} (default: {format_value(option.default) or 'none'})"
+    kwargs = dict(help=text.replace("%", "%%"), default=argparse.SUPPRESS, metavar=value_name(option))
+    if option.many:
+        kwargs["nargs"] = "*" if option.default == [] else "+"
+    elif option.type is parse_bool:
+        kwargs.update(nargs="?", const="True")
+    return kwargs
+
+
 def build_parser(description):
-    parser = OneLineArgumentParser(description=description, allow_abbrev=False)
-    parser.add_argument("-c", "--config", help="INI config file whose [default] section sets the defaults")
-    for option in OPTIONS:
-        default = option.default if option.default not in (None, []) else "none"
-        kwargs = dict(help=f"{option.help} (default: {default})", default=argparse.SUPPRESS, metavar="V")
-        if option.many:
-            kwargs["nargs"] = "*"
-        elif option.type is parse_bool:
-            kwargs.update(nargs="?", const="True")
-        parser.add_argument(f"--{option.name}", **kwargs)
+    """The command line: -c and --print_config, then one argument group per section of the table."""
+    parser = OneLineArgumentParser(
+        description=description, allow_abbrev=False, usage="%(prog)s [-c PATH] [--print_config] [--OPTION VALUE ...]",
+        epilog="Every option can also be set in the config file's [default] section (option = value); "
+               "the command line wins. docs/options.md lists them with their ranges.")
+    group = parser.add_argument_group("Configuration")
+    group.add_argument("-c", "--config", metavar="PATH", help="INI config file whose [default] section sets the defaults")
+    group.add_argument("--print_config", action="store_true", default=argparse.SUPPRESS,
+                       help="print the resolved options (defaults, config file, command line) as a config file "
+                            "that -c takes, and exit without reading data or writing anything")
+    for title, options in sections():
+        group = parser.add_argument_group(title)
+        for option in options:
+            group.add_argument(f"--{option.name}", **argument(option))
     return parser
 
 
-def parse_options(argv, description="Train ClustNet."):
-    """Defaults, then the config file, then the command line; checked; as a Namespace."""
+@dataclass
+class CommandLine:
+    """A parsed command line: the resolved options, the names of those given on it, and
+    whether it asks only to print them (--print_config)."""
+    opts: argparse.Namespace
+    given: set
+    print_config: bool
+
+
+def read_command_line(argv, description="Train ClustNet."):
+    """Defaults, then the config file, then the command line; checked."""
     given = vars(build_parser(description).parse_args(argv))
     values = default_values()
     config = given.pop("config", None)
+    print_config = given.pop("print_config", False)
     if config is not None:
         values.update(read_config(config))
     for name, raw in given.items():
         text = " ".join(raw) if isinstance(raw, list) else raw
         values[name] = parse_value(OPTIONS_BY_NAME[name], text, "on the command line")
     check_values(values)
-    return argparse.Namespace(**values)
+    return CommandLine(argparse.Namespace(**values), set(given), print_config)
+
+
+def parse_options(argv, description="Train ClustNet."):
+    """The resolved options of a command line (read_command_line) as a Namespace."""
+    return read_command_line(argv, description).opts
 
 
 def check_values(values):
@@ -324,3 +419,38 @@ def options_ini(options):
     lines = ["[default]"] + [f"{option.name} = {format_value(getattr(options, option.name))}"
                              for option in OPTIONS]
     return "\n".join(lines) + "\n"
+
+
+def markdown_cell(text):
+    """`text` inside a Markdown table cell: | ends a cell, <...> reads as an HTML tag."""
+    return text.replace("|", "\\|").replace("<", "\\<")
+
+
+def options_markdown():
+    """The page docs/options.md: every option of the table, a table per section, with the
+    values it takes, its default and its help."""
+    lines = ["# trainVal.py options", "",
+             "This page is generated from the option table (`OPTION_TABLE` in `code/clustnet/options.py`), "
+             "the one definition of the options; do not edit it by hand. After changing the table, "
+             "regenerate it from the `code/` folder with `python3 -m clustnet.options > ../docs/options.md` "
+             "(`tests/test_options.py` fails while this page differs from the table).", "",
+             "A run's options come in three layers: these defaults, then the `[default]` section of the "
+             "config file given with `-c PATH`, then the command line. Every key of the config file is "
+             "also an option `--key`, and every option can be put in the config file. Booleans are "
+             "written `True`/`False` (`--no_cuda` alone means `--no_cuda True`); lists are written with "
+             "spaces (`--lr 0.01 0.001`, `pos_classes = 0 1 2 3 4`); inf and nan are refused. "
+             "`python3 code/trainVal.py --help` lists the options in these sections; "
+             "`--print_config` prints the resolved options as a config file that `-c` takes and exits "
+             "without reading data or writing anything.", ""]
+    for title, options in sections():
+        lines += [f"## {title}", "", "| option | values | default | meaning |", "|---|---|---|---|"]
+        for option in options:
+            default = format_value(option.default)
+            lines.append(f"| `--{option.name}` | {markdown_cell(value_kind(option))} | "
+                         f"{f'`{default}`' if default else ''} | {markdown_cell(option.help)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(options_markdown(), end="")

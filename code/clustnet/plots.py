@@ -71,21 +71,28 @@ def epoch_axis(axis):
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def plot_accuracy_curves(table, net_labels, path, title):
-    """The 3 accuracies (%) per epoch: colour = net, line style = accuracy."""
-    figure, axis = plt.subplots(figsize=(9, 5))
-    for position, (net, label) in enumerate(net_labels.items()):
-        rows = table[table.net == net]
-        for name, (style, _) in ACCURACY_STYLES.items():
-            axis.plot(rows.epoch, 100 * rows[name], linestyle=style, color=net_colour(position), marker=".",
-                      label=label if name == "pos_clust" else None)
-    nets_and_accuracies_legend(axis, [plt.Line2D([], [], color="black", linestyle=style, label=text)
-                                      for style, text in ACCURACY_STYLES.values()])
-    epoch_axis(axis)
-    axis.set_ylabel("accuracy (%)")
-    axis.set_ylim(0, 100)
-    axis.grid(alpha=0.3)
-    axis.set_title(title)
+def plot_accuracy_curves(table, net_labels, panels, path, title):
+    """The 3 accuracies (%) per epoch: colour = net, line style = accuracy. One panel per
+    entry of `panels` {panel title: prefix of its columns in `table`}, side by side on the
+    same scales (the analysed set's columns have no prefix, the validation split's "val_"); a
+    lone panel titled "" takes `title`."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(9 + 5.5 * (len(panels) - 1), 5), sharex=True,
+                                sharey=True, squeeze=False)
+    for axis, (panel, prefix) in zip(axes.flat, panels.items()):
+        for position, (net, label) in enumerate(net_labels.items()):
+            rows = table[table.net == net]
+            for name, (style, _) in ACCURACY_STYLES.items():
+                axis.plot(rows.epoch, 100 * rows[prefix + name], linestyle=style, color=net_colour(position),
+                          marker=".", label=label if name == "pos_clust" else None)
+        epoch_axis(axis)
+        axis.set_ylim(0, 100)
+        axis.grid(alpha=0.3)
+        axis.set_title(panel or title)
+    axes.flat[0].set_ylabel("accuracy (%)")
+    nets_and_accuracies_legend(axes.flat[-1], [plt.Line2D([], [], color="black", linestyle=style, label=text)
+                                               for style, text in ACCURACY_STYLES.values()])
+    if len(panels) > 1:
+        figure.suptitle(title)
     save_figure(figure, path)
 
 

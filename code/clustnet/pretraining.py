@@ -11,8 +11,9 @@ from . import layout
 from .data import binary_targets
 from .layout import CAE, DETECTNET
 from .losses import nll
+from .metrics import accuracies
 from .plots import save_figure
-from .training import Mode, draw_views, eval_chunks, shuffled_order, train_pass
+from .training import Mode, Scores, draw_views, eval_chunks, shuffled_order, train_pass
 
 N_SHOWN = 8  # test images shown beside their reconstructions
 
@@ -24,43 +25,47 @@ def epoch_draws(run):
             draw_views(generators, len(images), run.opts, images.device))
 
 
-def detectnet_scores(run, epoch):
-    """Train the one-expert baseline an epoch (epoch 0: only evaluate): each set's
-    log-probabilities (N, n, 2) and each net's loss."""
+def detectnet_train(run, epoch):
+    """Train the one-expert baseline an epoch: the training set's Scores (no CN, so no
+    cluster probabilities) and the mean binary loss over the steps."""
     data, model, opts = run.data, run.model, run.opts
-    train_targets = binary_targets(data.train_y, opts.pos_classes)
-    test_targets = binary_targets(data.test_y, opts.pos_classes)
-    if epoch == 0:
-        (train_log_probs,) = eval_chunks(model, data.train_x, opts, lambda x: (model(x),))
-        train_loss = nll(train_log_probs, train_targets.expand(model.n_nets, -1)).cpu()
-        train_log_probs = train_log_probs.cpu()
-    else:
-        def step_loss(view, index, batch, phase):
-            log_probs = model(view(0))
-            return nll(log_probs, train_targets[index]), (log_probs,)
-        (train_log_probs,), train_loss = train_pass(model, run.optimisers, data.train_x, *epoch_draws(run), opts,
-                                                    epoch, step_loss)
-    (test_log_probs,) = eval_chunks(model, data.test_x, opts, lambda x: (model(x),))
-    test_loss = nll(test_log_probs, test_targets.expand(model.n_nets, -1)).cpu()
-    return (train_log_probs, train_loss), (test_log_probs.cpu(), test_loss)
+    targets = binary_targets(data.train_y, opts.pos_classes)
+
+    def step_loss(view, index, batch, phase):
+        log_probs = model(view(0))
+        losses = nll(log_probs, targets[index])
+        return losses, {"binary": losses}, (log_probs,)
+    (log_probs,), losses, parts = train_pass(model, run.optimisers, data.train_x, *epoch_draws(run), opts, epoch,
+                                             step_loss)
+    return Scores(log_probs, None, losses), parts
 
 
-def detectnet_report(exp, run, scores, epoch):
-    """The writes of both scores CSVs (no clust columns) and a line per net."""
-    writes, accuracy = [], {}
-    for train, labels, (log_probs, _) in ((True, run.data.train_y.cpu(), scores[0]),
-                                          (False, run.data.test_y.cpu(), scores[1])):
+def detectnet_evaluate(run, split):
+    """The one-expert baseline's log-probabilities (N, n, 2) and loss on a set, in eval mode."""
+    model, opts = run.model, run.opts
+    images, labels = run.data.split(split)
+    (log_probs,) = eval_chunks(model, images, opts, lambda x: (model(x),))
+    losses = nll(log_probs, binary_targets(labels, opts.pos_classes).expand(model.n_nets, -1))
+    return Scores(log_probs.cpu(), None, losses.cpu())
+
+
+def detectnet_report(exp, run, outputs, epoch):
+    """The writes of each set's scores CSV (no clust columns), each net's measures and line."""
+    writes, measures = [], [{} for _ in run.ind_ids]
+    for split, scores in outputs.items():
+        labels = run.data.split(split)[1].cpu()
         targets = binary_targets(labels, run.opts.pos_classes).numpy()
-        accuracy[train] = 100 * (log_probs.argmax(dim=-1).numpy() == targets).mean(axis=1)
+        labels = labels.numpy()
         for net, ind_id in enumerate(run.ind_ids):
-            path = exp.scores_path(ind_id, epoch, train, DETECTNET)
-            writes.append((path, partial(layout.write_scores, path, labels.numpy(), targets,
-                                         log_probs[net].numpy(), None)))
-    (_, train_loss), (_, test_loss) = scores
-    lines = [f"detectNet {ind_id} epoch {epoch}: train loss {train_loss[net]:.4f} binary "
-             f"{accuracy[True][net]:.2f}% | test loss {test_loss[net]:.4f} binary {accuracy[False][net]:.2f}%"
-             for net, ind_id in enumerate(run.ind_ids)]
-    return writes, lines
+            log_probs = scores.log_probs[net].numpy()
+            path = exp.scores_path(ind_id, epoch, split, DETECTNET)
+            writes.append((path, partial(layout.write_scores, path, labels, targets, log_probs, None)))
+            measures[net][split] = {"loss": float(scores.loss[net]),
+                                    **accuracies(labels, targets, log_probs, None, run.opts.pos_classes, [])}
+    lines = [f"detectNet {ind_id} epoch {epoch}: " + " | ".join(
+        f"{split} loss {values['loss']:.4f} binary {100 * values['binary']:.2f}%" for split, values in net.items())
+        for ind_id, net in zip(run.ind_ids, measures)]
+    return writes, measures, lines
 
 
 def squared_error(reconstructions, images):
@@ -68,39 +73,45 @@ def squared_error(reconstructions, images):
     return (reconstructions - images).pow(2).flatten(2).mean(dim=2)
 
 
-def reconstruction_error(run, images):
-    """(N,) each net's mean squared error per pixel over `images`, in eval mode."""
-    (errors,) = eval_chunks(run.model, images, run.opts, lambda x: (squared_error(run.model(x), x),))
-    return errors.mean(dim=1).cpu()
+def cae_train(run, epoch):
+    """Train the autoencoder an epoch: each net's mean reconstruction error per pixel over
+    the steps (no reconstructions kept), and no loss parts."""
+    model = run.model
+
+    def step_loss(view, index, batch, phase):
+        images = view(0)
+        return squared_error(model(images), images).mean(dim=1), {}, ()
+    _, errors, _ = train_pass(model, run.optimisers, run.data.train_x, *epoch_draws(run), run.opts, epoch, step_loss)
+    return (errors, None), {}
 
 
-def cae_scores(run, epoch):
-    """Train the autoencoder an epoch (epoch 0: only evaluate): each net's reconstruction
-    error per pixel on both sets, and its reconstructions of the first test images."""
-    data, model, opts = run.data, run.model, run.opts
-    if epoch == 0:
-        train_error = reconstruction_error(run, data.train_x)
-    else:
-        def step_loss(view, index, batch, phase):
-            images = view(0)
-            return squared_error(model(images), images).mean(dim=1), ()
-        _, train_error = train_pass(model, run.optimisers, data.train_x, *epoch_draws(run), opts, epoch, step_loss)
-    (reconstructions,) = eval_chunks(model, data.test_x[:N_SHOWN], opts, lambda x: (model(x),))
-    return train_error, reconstruction_error(run, data.test_x), reconstructions.cpu()
+def cae_evaluate(run, split):
+    """Each net's mean reconstruction error per pixel (N,) over a set, in eval mode, and on
+    the test set its reconstructions of the first N_SHOWN images."""
+    model, opts = run.model, run.opts
+    images = run.data.split(split)[0]
+    (errors,) = eval_chunks(model, images, opts, lambda x: (squared_error(model(x), x),))
+    reconstructions = None
+    if split == "test":
+        (reconstructions,) = eval_chunks(model, images[:N_SHOWN], opts, lambda x: (model(x),))
+        reconstructions = reconstructions.cpu()
+    return errors.mean(dim=1).cpu(), reconstructions
 
 
-def cae_report(exp, run, scores, epoch):
-    """The writes of the drawings of a few test images' reconstructions, and a line per net."""
-    train_error, test_error, reconstructions = scores
+def cae_report(exp, run, outputs, epoch):
+    """The writes of the drawings of a few test images' reconstructions, each net's
+    measures (the reconstruction error of each set as its loss) and line."""
+    _, reconstructions = outputs["test"]
     shown = run.data.unnormalise(run.data.test_x[:N_SHOWN].cpu())
-    writes, lines = [], []
+    writes, measures, lines = [], [], []
     for net, ind_id in enumerate(run.ind_ids):
         path = exp.reconstructions_path(ind_id, epoch)
         writes.append((path, partial(plot_reconstructions, shown, run.data.unnormalise(reconstructions[net]), path,
                                      f"autoencoder {ind_id}, epoch {epoch}")))
+        measures.append({split: {"loss": float(errors[net])} for split, (errors, _) in outputs.items()})
         lines.append(f"cae {ind_id} epoch {epoch}: reconstruction error per pixel (MSE, normalised images) "
-                     f"train {train_error[net]:.5f} | test {test_error[net]:.5f}")
-    return writes, lines
+                     + " | ".join(f"{split} {values['loss']:.5f}" for split, values in measures[net].items()))
+    return writes, measures, lines
 
 
 def plot_reconstructions(images, reconstructions, path, title):
@@ -118,5 +129,9 @@ def plot_reconstructions(images, reconstructions, path, title):
     save_figure(figure, path)
 
 
-PRETRAINING_MODES = {DETECTNET: Mode(DETECTNET, detectnet_scores, detectnet_report),
-                     CAE: Mode(CAE, cae_scores, cae_report)}
+PRETRAINING_MODES = {
+    DETECTNET: Mode(DETECTNET, detectnet_train, detectnet_evaluate, detectnet_report, lambda opts: ["binary"],
+                    ("binary",), lambda exp, ind_id, epoch: {}),
+    CAE: Mode(CAE, cae_train, cae_evaluate, cae_report, lambda opts: [], (),
+              lambda exp, ind_id, epoch: {"reconstructions": exp.reconstructions_path(ind_id, epoch)}),
+}

@@ -1,33 +1,32 @@
 """Training ClustNet: one or several seeds at once, an epoch at a time, every artifact saved.
 
 The hot loop indexes tensors already in memory, keeps every per-step quantity on the
-device (no `.item()`, no host sync) and reads them back once per epoch.
+device (no `.item()`, no host sync) and reads them back once per epoch. What an epoch
+writes is epoch_files.py's; the writing itself, in a background thread, writer.py's.
 """
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import layout
-from .checkpoint import weights_bytes, write_bytes
+from . import layout, run_record, tensorboard_log
+from .epoch_files import MetricsLogs, clustnet_pictures, clustnet_report, weights_writes
 from .nets import build_nets
 from .resume import restore
 from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .augment import random_view, view_uniforms
-from .layout import CLUSTNET, Experiment
-from .losses import clustnet_loss, needs_second_view, nll, scheduled_value, separated_cn_loss
-from .metrics import accuracies, confusion_matrix
+from .layout import CLUSTNET, METRICS_ACCURACIES, Experiment
+from .losses import active_term_options, clustnet_loss_parts, needs_second_view, nll, scheduled_value, \
+    separated_cn_loss
 from .model import needs_noise
 from .options import options_ini
-from .plots import plot_confusion
-from .speed import fast_cpu_kernels
+from .speed import fast_cpu_kernels, set_threads
 from .writer import EpochWriter
 
 
@@ -40,8 +39,7 @@ class Scores:
 
 
 def select_device(opts):
-    if opts.num_threads:
-        torch.set_num_threads(opts.num_threads)
+    set_threads(opts.num_threads)
     return torch.device("cuda" if torch.cuda.is_available() and not opts.no_cuda else "cpu")
 
 
@@ -107,17 +105,20 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
     """One pass over the training `images` in each net's `order` (N, n): the loop of every mode.
 
     `step_loss(view, index, batch, phase)` gives each net's loss (N,) on the images `index`
-    (N, B) (positions `batch` of the order) and the outputs to keep, a tuple of (N, B, ...)
-    tensors; `view(k)` is the batch in its random view k (0 or 1) drawn from `views`
-    (draw_views; the images themselves when None), the one place where a batch is
-    transformed; `phase` says whose turn it is (optimiser_phases). Returns the kept outputs
-    in the set's order and each net's mean loss, on the CPU."""
+    (N, B) (positions `batch` of the order), the parts of the loss to log {name: (N,)} (the
+    same names at every step; NaN where a step has no such part) and the outputs to keep,
+    a tuple of (N, B, ...) tensors; `view(k)` is the batch in its random view k (0 or 1)
+    drawn from `views` (draw_views; the images themselves when None), the one place where a
+    batch is transformed; `phase` says whose turn it is (optimiser_phases). Returns the kept
+    outputs in the set's order, each net's mean loss (N,) and each part's mean over the
+    steps that have it {name: (N,)}, on the CPU."""
     model.train()
     n_uniforms = view_uniforms(opts)
     n_nets, n_images = order.shape
     phases = optimiser_phases(optimisers, opts)
     n_steps = -(-n_images // opts.batch_size)
     step_losses = torch.zeros(n_nets, n_steps, device=order.device)
+    part_names, step_parts = None, None  # (parts, N, steps)
     kept = None
     steps = tqdm(range(n_steps), desc=f"epoch {epoch}", unit="batch", leave=False,
                  disable=not opts.progress, mininterval=1.0)
@@ -132,7 +133,7 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
                 if views is None:
                     return batch_images
                 return random_view(batch_images, views[:, batch, k * n_uniforms:(k + 1) * n_uniforms], opts)
-            losses, outputs = step_loss(view, index, batch, phase)
+            losses, parts, outputs = step_loss(view, index, batch, phase)
             model.zero_grad(set_to_none=True)
             losses.sum().backward()
             for optimiser in phases[phase]:
@@ -141,15 +142,22 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
             if kept is None:
                 kept = [torch.empty(n_nets, n_images, *output.shape[2:], dtype=output.dtype, device=output.device)
                         for output in outputs]
+                part_names = list(parts)
+                step_parts = torch.empty(len(parts), n_nets, n_steps, device=order.device)
             for store, output in zip(kept, outputs):
                 store[:, batch] = output.detach()
+            for row, name in enumerate(part_names):
+                step_parts[row, :, step] = parts[name].detach()
     check_finite(step_losses, epoch)
-    return [in_set_order(store, order).cpu() for store in kept], step_losses.mean(dim=1).cpu()
+    means = torch.cat([step_losses.mean(dim=1).unsqueeze(0), step_parts.nanmean(dim=2)]).cpu()  # one read
+    return [in_set_order(store, order).cpu() for store in kept], means[0], dict(zip(part_names, means[1:]))
 
 
 def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     """ClustNet's pass over the training images: the gate's samples, the augmented views and
-    the separated mode's targets drawn from each net's generator, then train_pass."""
+    the separated mode's targets drawn from each net's generator, then train_pass. Returns
+    the Scores and the means of the loss's parts (clustnet_loss_parts; in the separated
+    mode's CN turns the binary loss only)."""
     n_images, device = len(images), images.device
     order = shuffled_order(generators, n_images, device)
     noise = uniform_noise(generators, n_images, opts.clust, device)
@@ -158,21 +166,25 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
     second_view = views is not None and needs_second_view(opts)
+    terms = active_term_options(opts)
 
     def step_loss(view, index, batch, phase):
         batch_targets = targets[index]
         out = model.outputs(view(0), noise[:, batch])
         if separated and phase == 0:  # the CN's turn: its hard-EM target
             losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
+            binary = nll(out.log_probs, batch_targets)
+            parts = {"binary": binary, **{term: torch.full_like(binary, float("nan")) for term in terms}}
         else:
             second_probs = out.probs  # without augmentation the second view is the first
             if second_view:
                 second_probs = model.cluster_probs(view(1))
-            losses = clustnet_loss(out, second_probs, batch_targets, opts)
-        return losses, (out.log_probs, out.probs)
+            losses, parts = clustnet_loss_parts(out, second_probs, batch_targets, opts)
+        return losses, parts, (out.log_probs, out.probs)
 
-    (log_probs, cluster_probs), losses = train_pass(model, optimisers, images, order, views, opts, epoch, step_loss)
-    return Scores(log_probs, cluster_probs, losses)
+    (log_probs, cluster_probs), losses, parts = train_pass(model, optimisers, images, order, views, opts, epoch,
+                                                           step_loss)
+    return Scores(log_probs, cluster_probs, losses), parts
 
 
 def check_finite(step_losses, epoch):
@@ -208,61 +220,6 @@ def evaluate(model, images, targets, generators, opts):
     return Scores(log_probs.cpu(), cluster_probs.cpu(), losses.cpu())
 
 
-def epoch_writes(exp, run, scores, labels, train, epoch):
-    """Each net's accuracies on a set (train or test), and the writes of its files: the scores
-    CSV of every net and, for the test set, the two confusion-matrix PNGs, as (path, write)
-    pairs for the writer (`scores` and `labels` on the CPU, not changed afterwards)."""
-    opts, data = run.opts, run.data
-    bin_targets = binary_targets(labels, opts.pos_classes).numpy()
-    labels = labels.numpy()
-    all_classes = list(range(len(data.classes)))
-    groups = {True: sorted(opts.pos_classes), False: sorted(set(all_classes) - set(opts.pos_classes))}
-    results, writes = [], []
-    for net, ind_id in enumerate(run.ind_ids):
-        log_probs, cluster_probs = scores.log_probs[net].numpy(), scores.cluster_probs[net].numpy()
-        path = exp.scores_path(ind_id, epoch, train)
-        writes.append((path, partial(layout.write_scores, path, labels, bin_targets, log_probs, cluster_probs)))
-        results.append(accuracies(labels, bin_targets, log_probs, cluster_probs, opts.pos_classes, all_classes))
-        if not train:
-            for positive, classes in groups.items():
-                path = exp.confusion_path(ind_id, epoch, positive)
-                title = f"net {ind_id}, epoch {epoch}: {'positive' if positive else 'negative'} classes"
-                writes.append((path, partial(write_confusion, path, labels, cluster_probs, classes,
-                                             [data.classes[c] for c in classes], opts.clust, title)))
-    return results, writes
-
-
-def write_confusion(path, labels, cluster_probs, classes, class_names, n_clusters, title):
-    """The confusion-matrix PNG of `classes` against the DNs the CN chose."""
-    inside = np.isin(labels, classes)
-    confusion = confusion_matrix(labels[inside], cluster_probs[inside].argmax(axis=1), classes, n_clusters)
-    plot_confusion(confusion, class_names, path, title)
-
-
-def write_epoch(exp, run, scores, labels, train, epoch):
-    """epoch_writes's files, written now. Returns each net's accuracies."""
-    results, writes = epoch_writes(exp, run, scores, labels, train, epoch)
-    for _, write in writes:
-        write()
-    return results
-
-
-def weights_writes(exp, run, epoch):
-    """The writes of every net's weights file after `epoch`, the weights serialised now."""
-    writes = []
-    for net, ind_id in enumerate(run.ind_ids):
-        path = exp.weights_path(ind_id, epoch, run.kind)
-        content = weights_bytes(run.kind, run.model, run.optimisers, run.generators, net,
-                                epoch, run.ini_texts[net])
-        writes.append((path, partial(write_bytes, path, content)))
-    return writes
-
-
-def describe(name, loss, result):
-    return (f"{name} loss {loss:.4f} binary {100 * result['binary']:.2f}% "
-            f"pos {100 * result['pos_clust']:.2f}% neg {100 * result['neg_clust']:.2f}%")
-
-
 @dataclass
 class TrainingRun:
     opts: object
@@ -275,6 +232,7 @@ class TrainingRun:
     optimisers: dict
     generators: list  # each net's own random numbers
     first_epoch: int  # 0, or the epoch after a resumed file's
+    runs: list  # each net's run record: the runs that trained it (run_record.py)
 
 
 def check_against_data(opts, data, kind=CLUSTNET):
@@ -295,88 +253,120 @@ def check_against_data(opts, data, kind=CLUSTNET):
                             f"({n_pos} positive, {n_classes - n_pos} negative)")
 
 
-def net_ini(opts, seed, ind_id):
-    """The .ini of one net of the run: as if it had been run alone with that seed."""
-    return options_ini(argparse.Namespace(**dict(vars(opts), seed=seed, seeds=[], ind_id=ind_id)))
+def net_ini(opts, seed, ind_id, runs):
+    """The .ini of one net of the run: its options, as if it had been run alone with that
+    seed, then its run record (`runs`)."""
+    return options_ini(argparse.Namespace(**dict(vars(opts), seed=seed, seeds=[], ind_id=ind_id))) + \
+        run_record.ini_text(runs)
 
 
-def prepare(opts, kind=CLUSTNET, resume=None):
+def prepare(opts, kind=CLUSTNET, resume=None, argv=None):
     """Check the options, load the data, build the nets, initialise them from the --init*
-    files or restore a resumed one (`resume`, a checkpoint.Resume), and claim the nets' ids:
-    nothing is written before every check has passed."""
+    files or restore resumed ones (`resume`, a resume.Resume), and claim the nets' ids:
+    nothing is written before every check has passed. `argv`: the command line's arguments,
+    for the run record (default: sys.argv's)."""
     device = select_device(opts)
     opts.data_dir = str(resolve_data_dir(opts.data_dir))
     exp = Experiment(opts.exp_id)
-    data = load_dataset(opts.dataset, opts.data_dir)
+    if opts.tensorboard:
+        tensorboard_log.check_available()
+    data = load_dataset(opts.dataset, opts.data_dir, opts.val_size)
     check_against_data(opts, data, kind)
     seeds = opts.seeds or [opts.seed]
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     model = build_nets(kind, data.image_shape, opts, generators, initialise_from_files=resume is None).to(device)
     optimisers = make_optimisers(model, opts) if kind == CLUSTNET else {"main": make_optimiser(model.parameters(), opts)}
+    started = run_record.run_started(sys.argv[1:] if argv is None else argv, device)
+    exp.create_folders(kind)  # an unwritable output root: one error, before anything is written
     if resume is not None:
-        ind_ids, ini_texts = [opts.ind_id], [restore(resume, exp, model, optimisers, generators)]
+        ind_ids = resume.ind_ids
+        runs = [run_record.resumed_runs(started, checkpoint, path)
+                for checkpoint, path in zip(resume.checkpoints, resume.paths)]
+        ini_texts = [net_ini(opts, seed, ind_id, net_runs) for seed, ind_id, net_runs in zip(seeds, ind_ids, runs)]
+        restore(resume, exp, model, optimisers, generators, ini_texts)
     else:
-        ind_ids, ini_texts = [], []
+        ind_ids, ini_texts, runs = [], [], [[started] for _ in seeds]
         for seed in seeds:
             requested = None if opts.ind_id is None else opts.ind_id + len(ind_ids)
-            ind_id = exp.claim_ind_id(lambda i: net_ini(opts, seed, i), requested, opts.overwrite, kind)
+            # --resume True starting its nets: resume.resume_nets checked any .ini already there
+            ind_id = exp.claim_ind_id(lambda i: net_ini(opts, seed, i, [started]), requested,
+                                      opts.overwrite or opts.resume, kind)
             ind_ids.append(ind_id)
-            ini_texts.append(net_ini(opts, seed, ind_id))
+            ini_texts.append(net_ini(opts, seed, ind_id, [started]))
     first_epoch = 0 if resume is None else resume.epoch + 1
     run = TrainingRun(opts, data.to(device), ind_ids, seeds, ini_texts, kind, model, optimisers, generators,
-                      first_epoch)
+                      first_epoch, runs)
     return exp, run, device
 
 
 @dataclass(frozen=True)
 class Mode:
-    """What one kind of net does in an epoch, for the epoch loop of `train`."""
+    """What one kind of net does in an epoch, for the epoch loop (train_epochs)."""
     name: str  # in the first printed line
-    scores: Callable  # (run, epoch) -> its outputs: a training pass (epoch 0: an evaluation) and the test set's
-    report: Callable  # (exp, run, scores, epoch) -> (the writes of the epoch's files, a printed line per net)
+    train: Callable  # (run, epoch) -> the training set's outputs of an epoch's training pass, and the means
+    #                  over its steps of the loss's parts {name: (N,)}
+    evaluate: Callable  # (run, split) -> the outputs on the set `split` (train, val or test), in eval mode
+    report: Callable  # (exp, run, {split: outputs}, epoch) -> (the writes of the epoch's files, each net's
+    #                   measures {split: {"loss": ..., accuracy: ...}}, a printed line per net)
+    step_terms: Callable  # opts -> the names of the parts `train` gives (the metrics log's loss_* columns)
+    accuracies: tuple  # the accuracies in the measures of a set
+    pictures: Callable  # (exp, ind_id, epoch) -> {tag: path} the epoch's PNGs that TensorBoard shows
 
 
-def clustnet_scores(run, epoch):
+def clustnet_train(run, epoch):
     data, opts = run.data, run.opts
-    train_targets = binary_targets(data.train_y, opts.pos_classes)
-    if epoch == 0:  # the initial nets, evaluated on both sets
-        train_scores = evaluate(run.model, data.train_x, train_targets, run.generators, opts)
-    else:
-        train_scores = train_epoch(run.model, run.optimisers, data.train_x, train_targets, run.generators, opts, epoch)
-    test_targets = binary_targets(data.test_y, opts.pos_classes)
-    return train_scores, evaluate(run.model, data.test_x, test_targets, run.generators, opts)
+    targets = binary_targets(data.train_y, opts.pos_classes)
+    return train_epoch(run.model, run.optimisers, data.train_x, targets, run.generators, opts, epoch)
 
 
-def clustnet_report(exp, run, scores, epoch):
-    train_scores, test_scores = scores
-    train_results, train_writes = epoch_writes(exp, run, train_scores, run.data.train_y.cpu(), True, epoch)
-    test_results, test_writes = epoch_writes(exp, run, test_scores, run.data.test_y.cpu(), False, epoch)
-    lines = [f"net {ind_id} epoch {epoch}: {describe('train', train_scores.loss[net], train_results[net])} | "
-             f"{describe('test', test_scores.loss[net], test_results[net])}" for net, ind_id in enumerate(run.ind_ids)]
-    return train_writes + test_writes, lines
+def clustnet_evaluate(run, split):
+    images, labels = run.data.split(split)
+    return evaluate(run.model, images, binary_targets(labels, run.opts.pos_classes), run.generators, run.opts)
 
 
-CLUSTNET_MODE = Mode("nets", clustnet_scores, clustnet_report)
+CLUSTNET_MODE = Mode("nets", clustnet_train, clustnet_evaluate, clustnet_report,
+                     lambda opts: ["binary", *active_term_options(opts)], METRICS_ACCURACIES, clustnet_pictures)
 
 
-def train(opts, kind, mode, resume=None):
+def train(opts, kind, mode, resume=None, argv=None):
     """Train the nets of `opts` (a `kind` of net, trained as `mode` says) for opts.epochs
-    epochs, from the epoch after `resume`'s when continuing a net. Each epoch's files are
-    written by a background thread while the next epoch trains, the weights last (writer.py)."""
-    exp, run, device = prepare(opts, kind, resume)
+    epochs, from the epoch after `resume`'s when continuing nets (train_epochs). `argv`: the
+    command line's arguments, for the run record."""
+    exp, run, device = prepare(opts, kind, resume, argv)
+    sizes = ", ".join(f"{len(run.data.split(split)[1])} {name}" for split, name in
+                      (("train", "train"), ("val", "validation"), ("test", "test")) if split in run.data.splits)
     print(f"experiment {exp.exp_id}: {mode.name} {', '.join(map(str, run.ind_ids))} on {opts.dataset} "
-          f"({len(run.data.train_x)} train, {len(run.data.test_x)} test images), device {device}"
-          + (f", resumed from {resume.path}" if resume else ""), flush=True)
+          f"({sizes} images), device {device}" + (f", resumed from {resume.path}" if resume else ""), flush=True)
     with EpochWriter(exp, run.ind_ids, kind, opts.epochs) as writer:
-        for epoch in range(run.first_epoch, opts.epochs + 1):
-            start = time.perf_counter()
-            if epoch:
-                set_learning_rates(run.optimisers, opts, epoch)
-            scores = mode.scores(run, epoch)
-            seconds = time.perf_counter() - start
-            # What writing costs the training thread: the accuracies, the weights' snapshot,
-            # and waiting for the previous epoch's files when the writer lags behind.
-            writes, lines = mode.report(exp, run, scores, epoch)
-            writer.submit(writes + weights_writes(exp, run, epoch))
-            written = time.perf_counter() - start - seconds
-            print("\n".join(f"{line} | {seconds:.1f} s + {written:.1f} s writing" for line in lines), flush=True)
+        train_epochs(exp, run, mode, writer)
+
+
+def train_epochs(exp, run, mode, writer):
+    """Train `run`'s nets from epoch run.first_epoch to opts.epochs (epoch 0: the initial nets,
+    only scored), each epoch's files handed to `writer` (writer.EpochWriter: written by a
+    background thread while the next epoch trains, the weights last), a line per net printed."""
+    logs = MetricsLogs(exp, run, mode)
+    for epoch in range(run.first_epoch, run.opts.epochs + 1):
+        start = time.perf_counter()
+        outputs, step_means = {}, {}
+        if epoch:
+            set_threads(run.opts.num_threads)  # other runs may have started or ended
+            set_learning_rates(run.optimisers, run.opts, epoch)
+            outputs["train"], step_means = mode.train(run, epoch)
+        trained = time.perf_counter()
+        for split in run.data.splits:
+            if split not in outputs:
+                outputs[split] = mode.evaluate(run, split)
+        evaluated = time.perf_counter()
+        # What writing costs the training thread: the accuracies, waiting for the previous
+        # epoch's files when the writer lags behind, the snapshot of the weights.
+        writes, measures, lines = mode.report(exp, run, outputs, epoch)
+        writer.wait()
+        end_time = run_record.now()
+        weights = weights_writes(exp, run, epoch, end_time)
+        machine = {**dict(zip(layout.METRICS_TIMES, (trained - start, evaluated - trained,
+                                                     time.perf_counter() - evaluated))),
+                   layout.METRICS_THREADS: torch.get_num_threads()}
+        writer.submit(writes + logs.writes(epoch, step_means, measures, machine, end_time) + weights)
+        seconds, written = evaluated - start, time.perf_counter() - evaluated
+        print("\n".join(f"{line} | {seconds:.1f} s + {written:.1f} s writing" for line in lines), flush=True)

@@ -22,11 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from .resume import resume_hints
 from .errors import ClustNetError
 
-# "background": a worker thread writes; "inline": the training thread writes, as before the
-# writer existed; "discard": nothing is written (benchmark.py's reference for the overhead).
-MODES = ("background", "inline", "discard")
-MODE = "background"
-
 
 class WriteFailed(Exception):
     """A write of the worker failed with an OSError: the final path and the error."""
@@ -47,13 +42,9 @@ class EpochWriter:
     ClustNetError of training becomes one ClustNetError whose message ends with the command
     that resumes each net from its last complete epoch (ind_ids, kind, epochs say which)."""
 
-    def __init__(self, exp, ind_ids, kind, epochs, mode=None):
+    def __init__(self, exp, ind_ids, kind, epochs):
         self.exp, self.ind_ids, self.kind, self.epochs = exp, ind_ids, kind, epochs
-        self.mode = mode or MODE
-        if self.mode not in MODES:
-            raise ValueError(f"writer mode {self.mode!r}: expected one of {MODES}")
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clustnet-writer") \
-            if self.mode == "background" else None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clustnet-writer")
         self._pending = None  # the future of the epoch being written
         self._abandon = threading.Event()  # set: write no further file
         self._interrupted = False  # a Ctrl-C came while waiting for the last writes
@@ -63,18 +54,15 @@ class EpochWriter:
 
     def submit(self, writes):
         """Hand over one epoch's writes [(path, write), ...], run in this order after the
-        previous epoch's are done. Returns the seconds spent waiting for that (or, inline,
-        writing). Raises WriteFailed if one of the previous epoch's writes failed."""
+        previous epoch's are done. Returns the seconds spent waiting for that. Raises
+        WriteFailed if one of the previous epoch's writes failed."""
         start = time.perf_counter()
-        self._wait()
-        writes = list(writes)
-        if self.mode == "inline":
-            self._write_all(writes)
-        elif self.mode == "background":
-            self._pending = self._pool.submit(self._write_all, writes)
+        self.wait()
+        self._pending = self._pool.submit(self.write_all, list(writes))
         return time.perf_counter() - start
 
-    def _write_all(self, writes):
+    def write_all(self, writes):
+        """Run `writes` in order, a failed one (OSError) as WriteFailed; none after an abandon."""
         for path, write in writes:
             if self._abandon.is_set():
                 return
@@ -83,7 +71,7 @@ class EpochWriter:
             except OSError as error:
                 raise WriteFailed(path, error) from error
 
-    def _wait(self):
+    def wait(self):
         """Wait for the epoch being written; raise what its writes raised."""
         pending, self._pending = self._pending, None
         if pending is not None:
@@ -93,7 +81,7 @@ class EpochWriter:
         """Wait for every write: a (second) Ctrl-C while waiting skips the files not started."""
         pending = self._pending
         try:
-            self._wait()
+            self.wait()
         except KeyboardInterrupt:
             self._interrupted = True
             self._abandon.set()
@@ -103,10 +91,9 @@ class EpochWriter:
                 except KeyboardInterrupt:
                     pass
             self._pending = pending
-            self._wait()
+            self.wait()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True)
 
     def __exit__(self, kind, error, traceback):
         failure = error if isinstance(error, WriteFailed) else None
