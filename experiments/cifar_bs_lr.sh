@@ -4,6 +4,7 @@
 #   mkdir -p /tmp/cifar && tar xzf ../shared/data/CIFAR10-jpg.tar.gz -C /tmp/cifar; DATA=/tmp/cifar/CIFAR10-jpg)
 # Nets 1-6 of experiment linDet_cifar: batch size 4, 64, 256 (outer) x lr 0.01, 0.001 (inner).
 # Running the command again continues each net from its last complete epoch (common.sh).
+source "$(dirname "$0")/help.sh"
 DEFAULT_EPOCHS=100
 source "$(dirname "$0")/common.sh"
 ind_id=0

@@ -1,5 +1,6 @@
 """Draw readmeFiles/clustNetScheme.png: the model (encoder, CN, gate, DNs, loss)."""
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -65,4 +66,5 @@ def main():
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__).parse_args()
     main()

@@ -9,6 +9,7 @@
 # running the command again continues them from the last epoch all of them finished (common.sh).
 # Writes the experiments gate_<variant>_<NAME> and their readmeFiles/*_testError.png;
 # `python3 code/processResults.py --summary gate_best_<NAME> gate_no_views_<NAME> ...` tabulates them.
+source "$(dirname "$0")/help.sh"
 set -euo pipefail
 NAME="$1"; shift
 case "$NAME" in

@@ -3,6 +3,7 @@
 # Usage: experiments/mnist_bs_lr.sh DATA [EPOCHS]   (DATA holds MNIST/raw/, e.g. ../shared/data)
 # Nets 1-6 of experiment linDet: batch size 4, 64, 256 (outer) x lr 0.01, 0.001 (inner).
 # Running the command again continues each net from its last complete epoch (common.sh).
+source "$(dirname "$0")/help.sh"
 DEFAULT_EPOCHS=100
 source "$(dirname "$0")/common.sh"
 ind_id=0

@@ -5,6 +5,7 @@
 # The nets train together in one process (--seeds), saved as nets 1, 2, ... of experiment
 # linDet2 (one per seed of SEEDS, in order). Running the command again (with the same SEEDS)
 # continues them together from the last epoch all of them finished (common.sh).
+source "$(dirname "$0")/help.sh"
 DEFAULT_EPOCHS=100
 source "$(dirname "$0")/common.sh"
 SEEDS="${SEEDS:-1 2 3 4 5 6 7 8}"

@@ -22,6 +22,7 @@
 # Writes slurm/X/ (under CLUSTNET_ROOT or the project root): tasks.txt, the two job scripts,
 # task_<i>.log and task_<i>.status (its exit status) per array task, and results.log.
 # Prints the two job ids and how to follow them.
+source "$(dirname "$0")/help.sh"
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
