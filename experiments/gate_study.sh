@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The gate study of README's Results "Making the gate find the classes": clust_best.config
-# over 5 seeds, and the ablation (each ingredient removed in turn, 5 seeds each).
+# The gate study (docs/gate_study.md): clust_best.config over 5 seeds, the ablation (each
+# ingredient removed in turn) and the representation ingredients (each added), 5 seeds each.
+# clust_best.config holds out a validation split (val_size): choose on its accuracies.
 # Usage: experiments/gate_study.sh NAME DATA [EPOCHS]
 #   NAME: mnist (DATA holds MNIST/raw/, e.g. ../shared/data) or cifar (DATA: the CIFAR-10
 #   image folder, see cifar_bs_lr.sh). EPOCHS defaults to clust_best.config's.
@@ -28,8 +29,13 @@ declare -A VARIANTS=(
     [no_augmentation]="--aug_rotation 0 --aug_shift 0 --aug_scale 0"
     [no_balance]="--group_divers 0"
     [cut_binary_grad]="--cn_binary_grad False"
+    # the representation ingredients (docs/gate_study.md), none in clust_best.config: each added
+    [add_contrastive]="--contrastive 1 --proj_size 64"
+    [add_crop]="--contrastive 1 --proj_size 64 --aug_crop 0.5"
+    [add_warmup]="--contrastive 1 --proj_size 64 --warmup_epochs 3"
+    [add_overclust]="--overclust 25 --overclust_iic 1"
 )
-ORDER=(best no_views no_augmentation no_balance cut_binary_grad)
+ORDER=(best no_views no_augmentation no_balance cut_binary_grad add_contrastive add_crop add_warmup add_overclust)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }
 done

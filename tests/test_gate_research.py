@@ -31,8 +31,10 @@ def mutual_information_by_hand(p1, p2):
 
 
 def one_net(term, probs, other_probs, targets, **options):
-    """A term's value on one net's tensors (B, ...), as gate_terms calls it."""
-    return term(outputs(probs), other_probs, targets, SimpleNamespace(**options)).item()
+    """A term's value on one net's tensors (B, ...), as gate_terms calls it: `other_probs`
+    the CN's p on the second view, or None."""
+    second = None if other_probs is None else outputs(other_probs)
+    return term(outputs(probs), second, targets, SimpleNamespace(**options)).item()
 
 
 def test_mutual_information_of_two_confident_views_is_log_k():
@@ -83,16 +85,16 @@ def test_gate_terms_are_subtracted_with_their_weights():
     p = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
     targets = torch.tensor([[1, 1, 0, 0]])
     opts = gate_options(iic=2.0, consistency=0.0, group_divers=0.0)
-    assert gate_terms(outputs(p), p, targets, opts).item() == pytest.approx(-2 * LOG2 / 2, abs=1e-6)
+    assert gate_terms(outputs(p), outputs(p), targets, opts).item() == pytest.approx(-2 * LOG2 / 2, abs=1e-6)
     opts = gate_options(iic=0.0, consistency=0.0, group_divers=3.0)
-    assert gate_terms(outputs(p), p, targets, opts).item() == pytest.approx(-3 * LOG2 / 2, abs=1e-6)
+    assert gate_terms(outputs(p), outputs(p), targets, opts).item() == pytest.approx(-3 * LOG2 / 2, abs=1e-6)
     opts = gate_options(iic=0.0, consistency=0.0, group_divers=0.0)
-    assert gate_terms(outputs(p), p, targets, opts).item() == 0
+    assert gate_terms(outputs(p), outputs(p), targets, opts).item() == 0
     # Consistency: the second view sends image 0 half to each DN: -log(1 * 0.5) / 4 images.
     other = p.clone()
     other[0, 0] = torch.tensor([0.5, 0.5])
     opts = gate_options(iic=0.0, consistency=4.0, group_divers=0.0)
-    assert gate_terms(outputs(p), other, targets, opts).item() == pytest.approx(4 * LOG2 / 4, abs=1e-6)
+    assert gate_terms(outputs(p), outputs(other), targets, opts).item() == pytest.approx(4 * LOG2 / 4, abs=1e-6)
 
 
 def test_seeds_nets_do_not_leak_into_each_others_terms():
@@ -102,8 +104,8 @@ def test_seeds_nets_do_not_leak_into_each_others_terms():
     targets = torch.randint(0, 2, (2, 6), generator=generator)
     opts = gate_options(iic=1.0, consistency=0.7, group_divers=0.5)
     probs = logits.softmax(dim=-1)
-    terms = gate_terms(outputs(probs), other, targets, opts)
-    alone = gate_terms(outputs(probs[1:]), other[1:], targets[1:], opts)
+    terms = gate_terms(outputs(probs), outputs(other), targets, opts)
+    alone = gate_terms(outputs(probs[1:]), outputs(other[1:]), targets[1:], opts)
     assert terms[1].item() == pytest.approx(alone[0].item(), rel=1e-6)
     terms[0].backward()
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
@@ -145,12 +147,12 @@ def test_the_view_applies_every_transform_that_is_on_with_its_own_uniforms():
     """random_view draws the affine warp's 4 uniforms, then the jitter's 2; a transform whose
     options are all 0 is skipped and reads none."""
     image = torch.arange(16.0).view(1, 1, 1, 4, 4)
-    both = SimpleNamespace(aug_rotation=90, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5)
+    both = SimpleNamespace(aug_rotation=90, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0)
     assert view_uniforms(both) == 6
     uniforms = torch.tensor([[[1.0, 0.5, 0.5, 0.5, 0.5, 1.0]]])  # a quarter turn, brightness +0.5
     expected = torch.rot90(image[0, 0, 0], 1, (0, 1)) + 0.5
     assert torch.allclose(random_view(image, uniforms, both)[0, 0, 0], expected, atol=1e-5)
-    jitter_only = SimpleNamespace(aug_rotation=0, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5)
+    jitter_only = SimpleNamespace(aug_rotation=0, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0)
     assert view_uniforms(jitter_only) == 2
     assert torch.allclose(random_view(image, uniforms[..., 4:], jitter_only), image + 0.5)
 
@@ -216,7 +218,8 @@ def test_views_and_balance_find_the_subclasses_of_a_generated_dataset(tmp_path):
     data = write_separable_mnist(tmp_path / "data", 100)
     found = run_cli("trainVal.py", "-c", "clust_best.config", "--exp_id", "views", "--data_dir", data,
                     "--batch_size", "50", "--epochs", "8", "--lr", "0.003", "--seeds", "1", "2",
-                    "--aug_rotation", "5", "--aug_shift", "0.02", "--cn_binary_grad", "False", *TINY)
+                    "--aug_rotation", "5", "--aug_shift", "0.02", "--cn_binary_grad", "False", "--val_size", "0",
+                    *TINY)
     assert found.returncode == 0, found.stderr
     for binary, pos, neg in last_test_accuracies(found.stdout):
         assert binary > 95 and pos > 90 and neg > 90, found.stdout
@@ -288,7 +291,8 @@ def test_the_default_training_step_is_still_the_published_one():
 
 RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1", "--iic", "0.5", "--neighbours", "0.5",
             "--consistency", "1", "--group_divers", "1", "--self_label", "1", "--self_label_threshold", "0.3",
-            "--cn_binary_grad", "False"]
+            "--cn_binary_grad", "False", "--aug_crop", "0.3", "--contrastive", "1", "--proj_size", "8",
+            "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1"]
 
 
 @pytest.mark.slow
@@ -296,10 +300,10 @@ def test_seeds_train_with_every_gate_term_as_if_alone(mnist_dir, output_root):
     from conftest import TINY, run_cli
     from clustnet.layout import Experiment
     for exp_id, seeds in (("pair", ["--seeds", "1", "2"]), ("alone", ["--seed", "2"])):
-        result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", exp_id, "--epochs", "1",
+        result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", exp_id, "--epochs", "2",
                          "--data_dir", mnist_dir, "--batch_size", "8", *TINY, *RESEARCH, *seeds)
         assert result.returncode == 0, result.stderr
-    beside, single = (torch.load(Experiment(e, root=output_root).weights_path(i, 1), weights_only=False)["model"]
+    beside, single = (torch.load(Experiment(e, root=output_root).weights_path(i, 2), weights_only=False)["model"]
                       for e, i in (("pair", 2), ("alone", 1)))
     for name in single:
         assert torch.allclose(beside[name], single[name], rtol=0, atol=1e-5), name
@@ -327,6 +331,7 @@ def test_self_labelling_uses_the_confident_choices_of_the_other_view_only():
 def test_the_benchmark_times_the_step_of_both_configs():
     from clustnet.benchmarking import gate_terms_cost
     table = gate_terms_cost([8, 16], 64, torch.device("cpu"))
-    assert list(table.columns) == ["batch_size", "published_step_ms", "clust_best_step_ms", "x_published"]
+    assert list(table.columns) == ["batch_size", "published_step_ms", "clust_best_step_ms", "representation_step_ms",
+                                   "x_published", "representation_x_clust_best"]
     assert table.batch_size.tolist() == [8, 16] and (table.drop(columns="batch_size") > 0).all().all()
     assert np.allclose(table.x_published, table.clust_best_step_ms / table.published_step_ms)

@@ -78,12 +78,17 @@ def test_sweep_study_in_parallel_gives_each_setting_its_net(folder_dataset, outp
 @pytest.mark.slow
 def test_gate_study_trains_a_variant_as_nets_1_to_5(mnist_dir, output_root, tmp_path):
     figures = tmp_path / "figures"
-    first = study("gate_study.sh", "mnist", mnist_dir, 1, ONLY="no_views", FIGURES=figures)
+    # clust_best.config holds out 5000 images: on the tiny data, 40 (the same way, by EXTRA).
+    first = study("gate_study.sh", "mnist", mnist_dir, 1, ONLY="no_views add_warmup", FIGURES=figures,
+                  EXTRA=" ".join([*TINY, "--val_size", "40"]))
     assert first.returncode == 0, first.stderr
     exp = Experiment("gate_no_views_mnist")
     assert exp.net_ids() == [1, 2, 3, 4, 5] and all(exp.epochs(i) == [0, 1] for i in range(1, 6))
     opts = [read_saved_options(exp.ini_path(i)) for i in range(1, 6)]
     assert [o.seed for o in opts] == [1, 2, 3, 4, 5] and {(o.consistency, o.group_divers) for o in opts} == {(0, 3)}
+    assert {o.val_size for o in opts} == {40}
+    added = read_saved_options(Experiment("gate_add_warmup_mnist").ini_path(5))
+    assert (added.contrastive, added.proj_size, added.warmup_epochs, added.consistency) == (1, 64, 3, 1)
     assert (figures / "gate_no_views_mnist_testError.png").is_file()
 
 

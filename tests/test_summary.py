@@ -56,6 +56,9 @@ def test_mean_std_at_the_last_common_epoch_and_the_best_validation_epoch_by_hand
     assert row["test_binary_mean"] == pytest.approx(0.9) and row["test_binary_std"] == pytest.approx(0.1 / np.sqrt(2))
     assert row["test_pos_clust_mean"] == pytest.approx(0.4) and row["test_neg_clust_std"] == pytest.approx(np.std(
         [0.7, 0.4], ddof=1))
+    # Validation at the row's epoch 3: net 1 (0.5, 0.7), net 2 (0.3, 0.3).
+    assert row["val_pos_clust_mean"] == pytest.approx(0.4) and row["val_neg_clust_mean"] == pytest.approx(0.5)
+    assert row["val_pos_clust_std"] == pytest.approx(np.std([0.5, 0.3], ddof=1))
     assert row["best_val_pos_clust_mean"] == pytest.approx(0.75)
     assert row["best_val_neg_clust_mean"] == pytest.approx(0.55)
     assert row["best_test_binary_mean"] == pytest.approx(0.8) and row["best_test_pos_clust_mean"] == pytest.approx(0.5)
@@ -130,6 +133,9 @@ def test_summary_of_a_trained_experiment(experiment, capsys):
         at_best_test = pd.DataFrame([scored_accuracies(experiment, net, epoch, "test")
                                      for net, epoch in zip(nets, best)])
         assert row.best_epochs == " ".join(map(str, best))
+        at_last_val = pd.DataFrame([scored_accuracies(experiment, net, 2, "val") for net in nets])
+        for name in ("binary", "pos_clust", "neg_clust"):
+            assert getattr(row, f"val_{name}_mean") == pytest.approx(at_last_val[name].mean(), abs=1e-6)
         for name in ("binary", "pos_clust", "neg_clust"):
             assert getattr(row, f"test_{name}_mean") == pytest.approx(last[name].mean(), abs=1e-6)
             assert getattr(row, f"best_val_{name}_mean") == pytest.approx(at_best_val[name].mean(), abs=1e-6)

@@ -65,14 +65,17 @@ def affine_matrices(uniforms, rotation, shift, scale):
 
 @view_transform(4, "aug_rotation", "aug_shift", "aug_scale")
 def random_affine(images, uniforms, opts):
-    """(N, B, C, H, W) images, (N, B, 4) uniforms -> the warped images, same shape: one
-    `affine_grid` + `grid_sample` call for the whole batch. Pixels from outside the image
-    repeat its border (the background, on MNIST)."""
+    """(N, B, C, H, W) images, (N, B, 4) uniforms -> the warped images, same shape. Pixels
+    from outside the image repeat its border (the background, on MNIST)."""
+    return warp(images, affine_matrices(uniforms.flatten(0, 1), opts.aug_rotation, opts.aug_shift, opts.aug_scale))
+
+
+def warp(images, theta):
+    """(N, B, C, H, W) images, (N*B, 2, 3) affine_grid matrices -> the warped images, same
+    shape: one `affine_grid` + `grid_sample` call for the whole batch, the border repeated."""
     flat = images.flatten(0, 1)
-    theta = affine_matrices(uniforms.flatten(0, 1), opts.aug_rotation, opts.aug_shift, opts.aug_scale)
     grid = F.affine_grid(theta.to(flat.dtype), list(flat.shape), align_corners=False)
-    warped = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return warped.view_as(images)
+    return F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False).view_as(images)
 
 
 @view_transform(1, "aug_flip")
@@ -92,3 +95,23 @@ def random_jitter(images, uniforms, opts):
     contrast, brightness = (1 + signed[..., 0]).view(*signed.shape[:2], 1, 1, 1), signed[..., 1, None, None, None]
     mean = images.mean(dim=(-3, -2, -1), keepdim=True)
     return mean + contrast * (images - mean) + brightness
+
+
+def crop_matrices(uniforms, smallest_area):
+    """(M, 4) uniforms in [0, 1) -> (M, 2, 3) matrices for `F.affine_grid`: a crop of a random
+    area in [`smallest_area`, 1] of the image (a share of it), of aspect ratio in [3/4, 4/3]
+    (log-uniform), at a random place inside the image."""
+    area = 1 - uniforms[:, 0] * (1 - smallest_area)
+    ratio = torch.exp((2 * uniforms[:, 1] - 1) * math.log(4 / 3))
+    width, height = torch.sqrt(area * ratio).clamp_max(1), torch.sqrt(area / ratio).clamp_max(1)
+    shift_x, shift_y = (2 * uniforms[:, 2] - 1) * (1 - width), (2 * uniforms[:, 3] - 1) * (1 - height)
+    zeros = torch.zeros_like(width)
+    return torch.stack([torch.stack([width, zeros, shift_x], dim=1),
+                        torch.stack([zeros, height, shift_y], dim=1)], dim=1)
+
+
+@view_transform(4, "aug_crop")
+def random_crop(images, uniforms, opts):
+    """(N, B, C, H, W) images, (N, B, 4) uniforms -> a random crop of each, resized to the
+    image's size (SimCLR's random resized crop; --aug_crop v: areas down to 1 - v)."""
+    return warp(images, crop_matrices(uniforms.flatten(0, 1), 1 - opts.aug_crop))

@@ -73,10 +73,15 @@ def random_images(n_images, device, seed=0):
     return images.to(device), torch.randint(0, 2, (n_images,), generator=generator).to(device)
 
 
-def train_speed(batch_size, n_nets, n_images, device, config="clust.config"):
+# The representation ingredients of the gate study (issue 17) on top of clust_best.config.
+REPRESENTATION_OPTIONS = ("--contrastive", "1", "--proj_size", "64", "--aug_crop", "0.5", "--overclust", "25",
+                          "--overclust_iic", "1")
+
+
+def train_speed(batch_size, n_nets, n_images, device, config="clust.config", extra=()):
     """Training images per second (all nets together) over `n_images` images after a warm-up."""
     steps = max(1, n_images // batch_size)
-    opts = default_options(batch_size, config=config)
+    opts = default_options(batch_size, extra, config=config)
     model, optimisers, generators = build(n_nets, opts, device)
     images, targets = random_images(steps * batch_size, device)
     warmup = WARMUP_STEPS * batch_size
@@ -86,14 +91,18 @@ def train_speed(batch_size, n_nets, n_images, device, config="clust.config"):
 
 
 def gate_terms_cost(batch_sizes, n_images, device):
-    """The cost of clust_best.config's training (two augmented views, its terms on the gate)
-    against the published step's, on one net: milliseconds per step at each batch size."""
+    """The cost of clust_best.config's training (two augmented views, its terms on the gate),
+    and of it with every representation ingredient on (REPRESENTATION_OPTIONS), against the
+    published step's, on one net: milliseconds per step at each batch size."""
     rows = []
+    variants = (("published", "clust.config", ()), ("clust_best", "clust_best.config", ()),
+                ("representation", "clust_best.config", REPRESENTATION_OPTIONS))
     for batch_size in batch_sizes:
         row = {"batch_size": batch_size}
-        for name, config in (("published", "clust.config"), ("clust_best", "clust_best.config")):
-            row[f"{name}_step_ms"] = 1000 * batch_size / train_speed(batch_size, 1, n_images, device, config)
+        for name, config, extra in variants:
+            row[f"{name}_step_ms"] = 1000 * batch_size / train_speed(batch_size, 1, n_images, device, config, extra)
         row["x_published"] = row["clust_best_step_ms"] / row["published_step_ms"]
+        row["representation_x_clust_best"] = row["representation_step_ms"] / row["clust_best_step_ms"]
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,8 +1,10 @@
-"""Loss terms on the gate beyond the published method, each returning (N,): one value per net.
+"""Loss terms beyond the published method, each returning (N,): one value per net.
 
-A new term on the gate is one function decorated with `@gate_term("option")` and one line
-in options.py's table for its weight: the function sees one net's tensors (B images, ...),
-and gate_terms maps it over the nets of a `--seeds` run. The binary target splits a batch
+A new term is one function decorated with `@gate_term("option")` and one line in options.py's
+table for its weight: the function sees one net's tensors (B images, ...), and gate_terms
+maps it over the nets of a `--seeds` run. Most terms train the gate; the representation
+terms (`representation=True`: --contrastive, --overclust_iic) train the encoder through
+heads of their own, and are the only ones on during --warmup_epochs. The binary target splits a batch
 into two groups (0: negative, 1: positive); most terms act within each group, since the
 classes to discover live inside one group.
 """
@@ -45,38 +47,40 @@ def mean_over_present_groups(values, masks):
 
 @dataclass(frozen=True)
 class GateTerm:
-    value: Callable  # (out, second_probs, targets, opts), one net's tensors -> its term ()
+    value: Callable  # (out, second, targets, opts), one net's tensors -> its term ()
     sign: float  # +1: added to the loss; -1: subtracted (a quantity to maximise)
-    second_view: bool  # reads the CN's p on a second augmented view of the images
+    second_view: bool  # reads the outputs on a second augmented view of the images
+    representation: bool  # trains the representation, not the gate: on during the warm-up
 
 
 GATE_TERMS = {}  # option (the term's weight) -> GateTerm
 
 
-def gate_term(option, maximise=False, second_view=False):
-    """Register a loss term on the gate, weighted by the option `option` (0: off). The term
-    sees one net's tensors: GateOutputs fields (B, ...), the second view's p (B, K) or None,
-    the binary targets (B,); gate_terms maps it over the nets of a --seeds run."""
+def gate_term(option, maximise=False, second_view=False, representation=False):
+    """Register a loss term, weighted by the option `option` (0: off). The term sees one
+    net's tensors: the GateOutputs fields (B, ...) of the (first) view, the second view's
+    (model.view_outputs: p, logits, z and the heads' outputs) or None, the binary targets
+    (B,); gate_terms maps it over the nets of a --seeds run."""
     def register(value):
-        GATE_TERMS[option] = GateTerm(value, -1.0 if maximise else 1.0, second_view)
+        GATE_TERMS[option] = GateTerm(value, -1.0 if maximise else 1.0, second_view, representation)
         return value
     return register
 
 
 @gate_term("entweig")
-def mean_entropy(out, second_probs, targets, opts):
+def mean_entropy(out, second, targets, opts):
     """The mean entropy of p over the images: low when each choice is confident."""
     return entropy(out.probs).mean()
 
 
 @gate_term("clustdivers", maximise=True)
-def batch_balance(out, second_probs, targets, opts):
+def batch_balance(out, second, targets, opts):
     """The entropy of the batch's mean p: high when the batch spreads over all the DNs."""
     return entropy(out.probs.mean(dim=0))
 
 
 @gate_term("group_divers", maximise=True)
-def group_balance(out, second_probs, targets, opts):
+def group_balance(out, second, targets, opts):
     """The mean over the groups of the entropy of the group's mean p in the batch: high
     when each group spreads over all the DNs."""
     masks = group_masks(targets)
@@ -85,14 +89,20 @@ def group_balance(out, second_probs, targets, opts):
 
 
 @gate_term("iic", maximise=True, second_view=True)
-def group_mutual_information(out, second_probs, targets, opts):
+def group_mutual_information(out, second, targets, opts):
     """The mean over the two groups of the mutual information between the gate's choice on
     two views of the same images (Invariant Information Clustering, Ji et al. 2019): the
     joint distribution of (DN for view 1, DN for view 2) over the group's images of the
     batch, symmetrised; MI = sum P log(P / (P_i P_j)). High when both views of an image go
     to the same DN and the group uses every DN equally."""
+    return grouped_mutual_information(out.probs, second.probs, targets)
+
+
+def grouped_mutual_information(probs, second_probs, targets):
+    """(B, K) distributions on two views, (B,) targets -> the mean over the groups present
+    of the mutual information of the symmetrised joint distribution (see --iic)."""
     masks = group_masks(targets)
-    joint = torch.einsum("bg,bk,bl->gkl", masks, out.probs, second_probs)
+    joint = torch.einsum("bg,bk,bl->gkl", masks, probs, second_probs)
     joint = (joint + joint.transpose(-1, -2)) / 2
     joint = joint / joint.sum(dim=(-1, -2), keepdim=True).clamp_min(TINY)
     row, column = joint.sum(dim=-1, keepdim=True), joint.sum(dim=-2, keepdim=True)
@@ -101,15 +111,15 @@ def group_mutual_information(out, second_probs, targets, opts):
 
 
 @gate_term("consistency", second_view=True)
-def view_disagreement(out, second_probs, targets, opts):
+def view_disagreement(out, second, targets, opts):
     """The mean over the images of -log(p . p'), p and p' the CN's distributions on two views
     of an image (SCAN's consistency term, Van Gansbeke et al. 2020): 0 when both views are
     sent to the same DN with certainty."""
-    return -torch.log((out.probs * second_probs).sum(dim=-1).clamp_min(TINY)).mean()
+    return -torch.log((out.probs * second.probs).sum(dim=-1).clamp_min(TINY)).mean()
 
 
 @gate_term("neighbours")
-def neighbour_disagreement(out, second_probs, targets, opts):
+def neighbour_disagreement(out, second, targets, opts):
     """The mean over the images of -log(p_i . p_j), j the image nearest to i in z (cosine)
     among the other images of its binary group in the batch: SCAN's clustering loss (Van
     Gansbeke et al. 2020) with the neighbours mined in the batch from the encoder's own
@@ -124,53 +134,92 @@ def neighbour_disagreement(out, second_probs, targets, opts):
 
 
 @gate_term("self_label", second_view=True)
-def self_labelling(out, second_probs, targets, opts):
+def self_labelling(out, second, targets, opts):
     """Cross-entropy of the CN's logits on one view with the DN that the other view picks,
     over the images where that choice is confident (max p' > --self_label_threshold; SCAN's
     self-labelling step, FixMatch's pseudo-labels). 0 when no image is confident."""
-    confidence, label = second_probs.detach().max(dim=-1)
+    confidence, label = second.probs.detach().max(dim=-1)
     confident = (confidence > opts.self_label_threshold).to(out.logits.dtype)
     cross_entropy = image_nll(F.log_softmax(out.logits, dim=-1), label)
     return (cross_entropy * confident).sum() / confident.sum().clamp_min(1)
 
 
-def gate_term_values(out, second_probs, targets, opts):
+@gate_term("contrastive", second_view=True, representation=True)
+def view_contrast(out, second, targets, opts):
+    """SimCLR's NT-Xent (Chen et al. 2020) between the projections of the two views (z itself
+    without a projection head, --proj_size 0): each of the 2B views must pick its other view
+    among the 2B - 1 others by cosine similarity / --contrastive_temp; the mean cross-entropy."""
+    first = out.z if out.projection is None else out.projection
+    other = second.z if second.projection is None else second.projection
+    views = F.normalize(torch.cat([first, other]), dim=-1)
+    n = len(first)
+    similarity = (views @ views.T / opts.contrastive_temp).masked_fill(
+        torch.eye(2 * n, dtype=torch.bool, device=views.device), float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(views.device)
+    return F.cross_entropy(similarity, partner)
+
+
+@gate_term("overclust_iic", maximise=True, second_view=True, representation=True)
+def over_clustering_information(out, second, targets, opts):
+    """IIC's over-clustering (Ji et al. 2019): --iic's grouped mutual information on the
+    auxiliary head's p (--overclust outputs, more than the DNs) on two views of the images."""
+    return grouped_mutual_information(out.over_probs, second.over_probs, targets)
+
+
+def gate_term_values(out, second, targets, opts):
     """{option: (N,) the term's value, before its weight} of each term switched on. `out` is
-    the model's GateOutputs (N, B, ...) on the (first) view, `second_probs` the CN's p on
-    the second view (None when no term reads one). Each term runs on one net at a time
-    (vmap over the nets' axis), so no term can mix the nets of a --seeds run."""
+    the model's GateOutputs (N, B, ...) on the (first) view, `second` its outputs on the
+    second view (model.view_outputs; None when no term reads one). Each term runs on one net
+    at a time (vmap over the nets' axis), so no term can mix the nets of a --seeds run."""
     active = active_term_options(opts)
     if not active:
         return {}
-    fields = tuple(getattr(out, field.name) for field in dataclasses.fields(out))
+    kind = type(out)
+    fields = output_fields(out)
+    second_fields = None if second is None else output_fields(second)
 
-    def one_net(net_fields, net_second_probs, net_targets):
-        net_out = type(out)(*net_fields)
-        return tuple(GATE_TERMS[option].value(net_out, net_second_probs, net_targets, opts) for option in active)
+    def one_net(net_fields, net_second_fields, net_targets):
+        net_out = kind(*net_fields)
+        net_second = None if net_second_fields is None else kind(*net_second_fields)
+        return tuple(GATE_TERMS[option].value(net_out, net_second, net_targets, opts) for option in active)
 
     if len(targets) == 1:  # one net: its own tensors, without vmap's cost (about 1 ms a step)
-        values = one_net(tuple(None if field is None else field[0] for field in fields),
-                         None if second_probs is None else second_probs[0], targets[0])
+        values = one_net(first_net(fields), None if second is None else first_net(second_fields), targets[0])
         return {option: value.unsqueeze(0) for option, value in zip(active, values)}
-    field_dims = tuple(None if field is None else 0 for field in fields)
-    values = torch.vmap(one_net, in_dims=(field_dims, None if second_probs is None else 0, 0))(
-        fields, second_probs, targets)
+    values = torch.vmap(one_net, in_dims=(net_axes(fields), None if second is None else net_axes(second_fields), 0))(
+        fields, second_fields, targets)
     return dict(zip(active, values))
 
 
-def weighted_sum(values, opts, zeros):
+def output_fields(outputs):
+    """A GateOutputs' fields as a tuple (what vmap maps over)."""
+    return tuple(getattr(outputs, field.name) for field in dataclasses.fields(outputs))
+
+
+def first_net(fields):
+    return tuple(None if field is None else field[0] for field in fields)
+
+
+def net_axes(fields):
+    return tuple(None if field is None else 0 for field in fields)
+
+
+def weighted_sum(values, opts, zeros, warming_up=False):
     """(N,) the terms' `values` (gate_term_values) with their weights and signs, summed: what
-    the gate terms add to the loss; `zeros` (N,) when none is on."""
-    if not values:
+    the terms add to the loss; `zeros` (N,) when none counts. While `warming_up`
+    (--warmup_epochs) only the representation terms count."""
+    counted = [(option, value) for option, value in values.items()
+               if GATE_TERMS[option].representation or not warming_up]
+    if not counted:
         return zeros
-    return sum(GATE_TERMS[option].sign * getattr(opts, option) * value for option, value in values.items())
+    return sum(GATE_TERMS[option].sign * getattr(opts, option) * value for option, value in counted)
 
 
-def gate_terms(out, second_probs, targets, opts):
+def gate_terms(out, second, targets, opts, warming_up=False):
     """(N,) the weighted sum of the terms switched on, to add to the binary loss (see
     gate_term_values)."""
-    return weighted_sum(gate_term_values(out, second_probs, targets, opts), opts,
-                        out.probs.new_zeros(out.probs.shape[0]))
+    return weighted_sum(gate_term_values(out, second, targets, opts), opts,
+                        out.probs.new_zeros(out.probs.shape[0]), warming_up)
 
 
 def active_term_options(opts):
@@ -187,17 +236,18 @@ def needs_second_view(opts):
     return any(term.second_view for _, term in active_terms(opts))
 
 
-def clustnet_loss(out, second_probs, targets, opts):
-    """(N,) each net's loss: the NLL of the binary target, plus the terms on the gate."""
-    return clustnet_loss_parts(out, second_probs, targets, opts)[0]
+def clustnet_loss(out, second, targets, opts, warming_up=False):
+    """(N,) each net's loss: the NLL of the binary target, plus the terms switched on."""
+    return clustnet_loss_parts(out, second, targets, opts, warming_up)[0]
 
 
-def clustnet_loss_parts(out, second_probs, targets, opts):
+def clustnet_loss_parts(out, second, targets, opts, warming_up=False):
     """clustnet_loss and its parts: {"binary": (N,) the NLL of the binary target, option:
-    (N,) each gate term's value before its weight} (the metrics log's loss_* columns)."""
+    (N,) each term's value before its weight} (the metrics log's loss_* columns; a term
+    that does not count during the warm-up is still logged)."""
     binary = nll(out.log_probs, targets)
-    values = gate_term_values(out, second_probs, targets, opts)
-    return binary + weighted_sum(values, opts, torch.zeros_like(binary)), {"binary": binary, **values}
+    values = gate_term_values(out, second, targets, opts)
+    return binary + weighted_sum(values, opts, torch.zeros_like(binary), warming_up), {"binary": binary, **values}
 
 
 def smallest_loss_experts(experts, targets):

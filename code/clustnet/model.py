@@ -8,6 +8,7 @@ same way, with an expert axis, and all evaluated by one batched matmul.
 
 import math
 from dataclasses import dataclass, fields
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,10 @@ class ModelConfig:
     decision_clu: str  # the gate: DE, FS, FD, SD or GSF
     temperature: float  # GSF's
     cn_binary_grad: bool  # whether the binary loss reaches the CN through the gate
+    # Heads that only the research terms read (0: absent; weights files written before
+    # they existed load without them).
+    proj_size: int = 0  # output of the projection head on z that --contrastive reads
+    overclust: int = 0  # outputs of the auxiliary over-clustering head that --overclust_iic reads
 
     @classmethod
     def from_options(cls, opts, image_shape):
@@ -211,6 +216,8 @@ class GateOutputs:
     hard: torch.Tensor  # (N, B, K) the gate's decision h (straight-through)
     experts: torch.Tensor  # (N, B, K, 2) every DN's logits
     z: torch.Tensor  # (N, B, repr_size) the encoder's representation
+    projection: Optional[torch.Tensor] = None  # (N, B, proj_size) the projection head's output
+    over_probs: Optional[torch.Tensor] = None  # (N, B, overclust) the over-clustering head's p
 
 
 class ClustNet(nn.Module):
@@ -223,16 +230,33 @@ class ClustNet(nn.Module):
         self.cn = StackedMLP(n_nets, [config.enchidd_repr_size] + [config.clhidd_repr_size] * (config.clnblayers - 1)
                              + [config.clust])
         self.dn = Experts(n_nets, config.clust, expert_sizes(config))
+        z_size = config.enchidd_repr_size
+        # SimCLR's projection head (one hidden layer) and IIC's auxiliary over-clustering head:
+        # they learn the representation and are read by no prediction.
+        self.projection = StackedMLP(n_nets, [z_size, z_size, config.proj_size]) if config.proj_size else None
+        self.over_head = StackedMLP(n_nets, [z_size, config.clhidd_repr_size, config.overclust]) \
+            if config.overclust else None
+
+    def heads(self):
+        return [head for head in (self.projection, self.over_head) if head is not None]
 
     def reset_parameters(self, generators):
-        for module in (self.encoder, self.cn, self.dn):
+        # The heads last: without them a net's initial weights are what they were before.
+        for module in (self.encoder, self.cn, self.dn, *self.heads()):
             module.reset_parameters(generators)
 
     def cn_parameters(self):
         return list(self.cn.parameters())
 
     def encoder_dn_parameters(self):
-        return list(self.encoder.parameters()) + list(self.dn.parameters())
+        """Everything but the CN: the encoder, the DNs and the representation heads."""
+        return [p for module in (self.encoder, self.dn, *self.heads()) for p in module.parameters()]
+
+    def head_outputs(self, z):
+        """The representation heads' outputs on z: (projection, over-clustering p), None where absent."""
+        projection = None if self.projection is None else self.projection(z)
+        over_probs = None if self.over_head is None else F.softmax(self.over_head(z), dim=-1)
+        return projection, over_probs
 
     def outputs(self, x, noise=None):
         """(N, B, C, H, W) images -> GateOutputs."""
@@ -244,11 +268,14 @@ class ClustNet(nn.Module):
             h = h.detach()
         experts = self.dn(z)
         mixed = (h.unsqueeze(-1) * experts).sum(dim=2)
-        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, z)
+        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, z, *self.head_outputs(z))
 
-    def cluster_probs(self, x):
-        """(N, B, C, H, W) images -> the CN's p (N, B, K), without running the DNs."""
-        return F.softmax(self.cn(self.encoder(x)), dim=-1)
+    def view_outputs(self, x):
+        """(N, B, C, H, W) images -> GateOutputs with what the terms read of a second view:
+        the CN's p and logits, z and the heads' outputs (no gate, no DNs)."""
+        z = self.encoder(x)
+        logits = self.cn(z)
+        return GateOutputs(None, F.softmax(logits, dim=-1), logits, None, None, z, *self.head_outputs(z))
 
     def hidden_activations(self, x):
         """{layer name: activations} of every ReLU on (N, B, C, H, W) images: the encoder's

@@ -118,6 +118,9 @@ OPTION_TABLE = [
            minimum=0.0),
     Option("aug_jitter", float, 0.0, "augmentation: random contrast (a factor in [1 - v, 1 + v] around the "
                                      "image's mean) and brightness (+- v, in standard deviations)", minimum=0.0),
+    Option("aug_crop", float, 0.0, "augmentation: a random crop of area 1 - v to 1 of the image's, aspect ratio "
+                                   "3/4 to 4/3, resized to the image's size (SimCLR's random resized crop)",
+           minimum=0.0),
     Option("iic", float, 0.0, "weight of the mutual information between the CN's p on two augmented views of "
                               "each image, within each binary group (IIC), subtracted from the loss", minimum=0.0),
     Option("consistency", float, 0.0, "weight of -log(p . p'), p and p' the CN's distributions on two augmented "
@@ -134,6 +137,20 @@ OPTION_TABLE = [
     Option("group_divers", float, 0.0, "weight of the entropy of the mean p within each binary group of the "
                                        "batch, subtracted from the loss (a balanced use of the DNs per group)",
            minimum=0.0),
+    Option("contrastive", float, 0.0, "weight of SimCLR's NT-Xent between the projections of two augmented "
+                                      "views of each image (trains the encoder through the projection "
+                                      "head), added to the loss", minimum=0.0),
+    Option("contrastive_temp", float, 0.5, "--contrastive: the temperature of the cosine similarities",
+           positive=True),
+    Option("proj_size", int, 0, "--contrastive: output size of the projection head on z (one hidden layer "
+                                "of z's size); 0: no head, the NT-Xent on z itself", minimum=0),
+    Option("overclust", int, 0, "outputs of an auxiliary over-clustering head on z (IIC; more than --clust), "
+                                "read by --overclust_iic only; 0: no head", minimum=0),
+    Option("overclust_iic", float, 0.0, "weight of --iic's mutual information on the over-clustering head's "
+                                        "outputs on two augmented views, subtracted from the loss", minimum=0.0),
+    Option("warmup_epochs", int, 0, "SCAN's two stages: during the first N epochs only the binary loss and "
+                                    "the representation terms (--contrastive, --overclust_iic) count and the "
+                                    "CN does not learn; the gate terms start after", minimum=0),
     Option("cn_binary_grad", parse_bool, True, "False: the binary loss does not reach the CN through the gate's "
                                                "straight-through estimator; the CN learns from its own terms "
                                                "(--iic, --consistency, --self_label, --group_divers) only"),
@@ -399,6 +416,14 @@ def check_values(values):
         raise ClustNetError("--clu_train_mode separated alternates CN and DN turns: give --batch_period 1 or more")
     if values["aug_scale"] >= 1:
         raise ClustNetError(f"--aug_scale {values['aug_scale']}: must be below 1")
+    if values["aug_crop"] >= 1:
+        raise ClustNetError(f"--aug_crop {values['aug_crop']}: must be below 1 (a crop keeps some of the image)")
+    if values["overclust_iic"] and values["overclust"] < 2:
+        raise ClustNetError(f"--overclust_iic {values['overclust_iic']} reads the over-clustering head: give "
+                            "--overclust 2 or more (IIC uses several times --clust)")
+    if values["warmup_epochs"] and values["clu_train_mode"] == "separated":
+        raise ClustNetError("--warmup_epochs needs --clu_train_mode joint (the separated mode trains the CN on "
+                            "its own turns)")
     if values["aug_flip"] > 1:
         raise ClustNetError(f"--aug_flip {values['aug_flip']}: a probability must be at most 1")
     repeated = sorted({seed for seed in values["seeds"] if values["seeds"].count(seed) > 1})

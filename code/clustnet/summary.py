@@ -1,6 +1,7 @@
 """`processResults.py --summary`: one table over experiments of the accuracies' mean +- std
 over the nets, a row per experiment (per setting, when its nets differ in more than their
-seed): on the test set at the last epoch, and at each net's best validation epoch.
+seed): on the test set at the last epoch, on the validation split at that epoch (the numbers
+to choose on), and at each net's best validation epoch.
 
 analyses.py reads each experiment's accuracy table (metrics logs or scores CSVs); this
 module groups the nets, reduces, formats and writes. The std is the sample standard
@@ -18,9 +19,10 @@ from .options import OPTIONS, format_value
 NOT_A_SETTING = ("exp_id", "ind_id", "overwrite", "resume", "seed", "seeds", "data_dir", "test_batch_size",
                  "no_cuda", "num_threads", "progress", "tensorboard")
 HEADERS = {"binary": "binary", "pos_clust": "positive clustering", "neg_clust": "negative clustering"}
-# The table's columns; the best_* ones only when a row has a validation split.
+# The table's columns; the val_* and best_* ones only when a row has a validation split.
 GROUP_COLUMNS = ["experiment", "setting", "nets", "net_ids", "epoch"]
 TEST_COLUMNS = [f"test_{name}_{stat}" for name in METRICS_ACCURACIES for stat in ("mean", "std")]
+VAL_COLUMNS = [f"val_{name}_{stat}" for name in METRICS_ACCURACIES for stat in ("mean", "std")]
 BEST_COLUMNS = ["best_epochs"] + [f"best_{split}_{name}_{stat}" for split in ("val", "test")
                                   for name in METRICS_ACCURACIES for stat in ("mean", "std")]
 
@@ -87,6 +89,7 @@ def experiment_rows(exp_id, table, options, epoch=None):
                "epoch": at, **mean_and_std(group[group.epoch == at], "", "test_")}
         best = best_validation_epochs(group, at)
         if len(best) == len(nets):
+            row.update(mean_and_std(group[group.epoch == at], "val_", "val_"))
             at_best = group.merge(best.reset_index(), on=["net", "epoch"])
             row.update({"best_epochs": format_value([int(best[net]) for net in nets]),
                         **mean_and_std(at_best, "val_", "best_val_"), **mean_and_std(at_best, "", "best_test_")})
@@ -103,9 +106,10 @@ def baseline_rows(exp_id, baselines):
 
 
 def summary_table(rows):
-    """The rows as one frame of GROUP_COLUMNS, TEST_COLUMNS, and BEST_COLUMNS when a row has them."""
+    """The rows as one frame of GROUP_COLUMNS, TEST_COLUMNS, and VAL_COLUMNS and BEST_COLUMNS
+    when a row has them."""
     frame = pd.DataFrame(rows)
-    columns = GROUP_COLUMNS + TEST_COLUMNS + (BEST_COLUMNS if "best_epochs" in frame.columns else [])
+    columns = GROUP_COLUMNS + TEST_COLUMNS + (VAL_COLUMNS + BEST_COLUMNS if "best_epochs" in frame.columns else [])
     frame = frame.reindex(columns=columns)
     return frame.astype({"nets": "Int64", "epoch": "Int64"})
 
@@ -122,7 +126,7 @@ def markdown(frame):
     best = "best_epochs" in frame.columns
     headers = ["experiment", "setting", "nets", "epoch", *HEADERS.values()]
     if best:
-        headers += (["best val. epoch"] + [f"val. {text}" for text in HEADERS.values()]
+        headers += ([f"val. {text} at epoch" for text in HEADERS.values()] + ["best val. epoch"] + [f"val. {text}" for text in HEADERS.values()]
                     + [f"test {text} (best)" for text in HEADERS.values()])
     lines = []
     for row in frame.itertuples(index=False):
@@ -131,13 +135,14 @@ def markdown(frame):
                  *("" if pd.isna(row[key]) else str(row[key]) for key in ("nets", "epoch")),
                  *(percent(row[f"test_{name}_mean"], row[f"test_{name}_std"]) for name in HEADERS)]
         if best:
+            cells += [percent(row[f"val_{name}_mean"], row[f"val_{name}_std"]) for name in HEADERS]
             cells += [row["best_epochs"] if isinstance(row["best_epochs"], str) else "-"]
             cells += [percent(row[f"best_{split}_{name}_mean"], row[f"best_{split}_{name}_std"])
                       for split in ("val", "test") for name in HEADERS]
         lines.append("| " + " | ".join(cells) + " |")
     caption = ("Accuracies in %, mean +- std over the nets (sample std); test set at `epoch` (the last epoch "
                "every net of the row has, or EXP@EPOCH's)" + (
-                   ", and at each net's best validation epoch (1 to `epoch`, the highest mean of its validation "
+                   ", the validation split at that epoch (choose on these), and at each net's best validation epoch (1 to `epoch`, the highest mean of its validation "
                    "positive and negative clustering accuracies, the earliest on a tie)" if best else "") + ".")
     return "\n".join([caption, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers), *lines]) + "\n"
 

@@ -155,7 +155,9 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
 
 def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     """ClustNet's pass over the training images: the gate's samples, the augmented views and
-    the separated mode's targets drawn from each net's generator, then train_pass. Returns
+    the separated mode's targets drawn from each net's generator, then train_pass. In the
+    first --warmup_epochs epochs only the representation terms count and the CN does not
+    step. Returns
     the Scores and the means of the loss's parts (clustnet_loss_parts; in the separated
     mode's CN turns the binary loss only)."""
     n_images, device = len(images), images.device
@@ -167,6 +169,9 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
     second_view = views is not None and needs_second_view(opts)
     terms = active_term_options(opts)
+    warming_up = epoch <= opts.warmup_epochs
+    if warming_up:  # SCAN's first stage: the representation learns, the CN waits
+        optimisers = {name: optimiser for name, optimiser in optimisers.items() if name != "cn"}
 
     def step_loss(view, index, batch, phase):
         batch_targets = targets[index]
@@ -176,10 +181,8 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
             binary = nll(out.log_probs, batch_targets)
             parts = {"binary": binary, **{term: torch.full_like(binary, float("nan")) for term in terms}}
         else:
-            second_probs = out.probs  # without augmentation the second view is the first
-            if second_view:
-                second_probs = model.cluster_probs(view(1))
-            losses, parts = clustnet_loss_parts(out, second_probs, batch_targets, opts)
+            second = model.view_outputs(view(1)) if second_view else out  # no augmentation: one view
+            losses, parts = clustnet_loss_parts(out, second, batch_targets, opts, warming_up)
         return losses, parts, (out.log_probs, out.probs)
 
     (log_probs, cluster_probs), losses, parts = train_pass(model, optimisers, images, order, views, opts, epoch,
