@@ -4,8 +4,8 @@ A new term is one function decorated with `@gate_term("option")` and one line in
 table for its weight: the function sees one net's tensors (B images, ...), and gate_terms
 maps it over the nets of a `--seeds` run. Most terms train the gate; the representation
 terms (`representation=True`: --contrastive, --overclust_iic) train the encoder through
-heads of their own, and are the only ones on during --warmup_epochs. The binary target splits a batch
-into two groups (0: negative, 1: positive); most terms act within each group, since the
+heads of their own, and are the only ones on during --warmup_epochs. The binary target
+splits a batch into two groups (0: negative, 1: positive); most terms act within each group, since the
 classes to discover live inside one group.
 """
 
@@ -215,11 +215,11 @@ def weighted_sum(values, opts, zeros, warming_up=False):
     return sum(GATE_TERMS[option].sign * getattr(opts, option) * value for option, value in counted)
 
 
-def gate_terms(out, second, targets, opts, warming_up=False):
+def gate_terms(out, second, targets, opts):
     """(N,) the weighted sum of the terms switched on, to add to the binary loss (see
     gate_term_values)."""
     return weighted_sum(gate_term_values(out, second, targets, opts), opts,
-                        out.probs.new_zeros(out.probs.shape[0]), warming_up)
+                        out.probs.new_zeros(out.probs.shape[0]))
 
 
 def active_term_options(opts):
@@ -236,9 +236,9 @@ def needs_second_view(opts):
     return any(term.second_view for _, term in active_terms(opts))
 
 
-def clustnet_loss(out, second, targets, opts, warming_up=False):
+def clustnet_loss(out, second, targets, opts):
     """(N,) each net's loss: the NLL of the binary target, plus the terms switched on."""
-    return clustnet_loss_parts(out, second, targets, opts, warming_up)[0]
+    return clustnet_loss_parts(out, second, targets, opts)[0]
 
 
 def clustnet_loss_parts(out, second, targets, opts, warming_up=False):

@@ -268,7 +268,8 @@ class ClustNet(nn.Module):
             h = h.detach()
         experts = self.dn(z)
         mixed = (h.unsqueeze(-1) * experts).sum(dim=2)
-        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, z, *self.head_outputs(z))
+        heads = self.head_outputs(z) if self.training else (None, None)  # only training terms read them
+        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, z, *heads)
 
     def view_outputs(self, x):
         """(N, B, C, H, W) images -> GateOutputs with what the terms read of a second view:

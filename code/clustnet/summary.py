@@ -85,11 +85,12 @@ def experiment_rows(exp_id, table, options, epoch=None):
     for setting, nets in setting_groups(options):
         group = table[table.net.isin(nets)]
         at = last_common_epoch(exp_id, group, epoch)
+        last = group[group.epoch == at]
         row = {"experiment": exp_id, "setting": setting, "nets": len(nets), "net_ids": format_value(nets),
-               "epoch": at, **mean_and_std(group[group.epoch == at], "", "test_")}
+               "epoch": at, **mean_and_std(last, "", "test_")}
         best = best_validation_epochs(group, at)
         if len(best) == len(nets):
-            row.update(mean_and_std(group[group.epoch == at], "val_", "val_"))
+            row.update(mean_and_std(last, "val_", "val_"))
             at_best = group.merge(best.reset_index(), on=["net", "epoch"])
             row.update({"best_epochs": format_value([int(best[net]) for net in nets]),
                         **mean_and_std(at_best, "val_", "best_val_"), **mean_and_std(at_best, "", "best_test_")})
@@ -126,7 +127,8 @@ def markdown(frame):
     best = "best_epochs" in frame.columns
     headers = ["experiment", "setting", "nets", "epoch", *HEADERS.values()]
     if best:
-        headers += ([f"val. {text} at epoch" for text in HEADERS.values()] + ["best val. epoch"] + [f"val. {text}" for text in HEADERS.values()]
+        headers += ([f"val. {text} at epoch" for text in HEADERS.values()] + ["best val. epoch"]
+                    + [f"val. {text}" for text in HEADERS.values()]
                     + [f"test {text} (best)" for text in HEADERS.values()])
     lines = []
     for row in frame.itertuples(index=False):
@@ -142,8 +144,9 @@ def markdown(frame):
         lines.append("| " + " | ".join(cells) + " |")
     caption = ("Accuracies in %, mean +- std over the nets (sample std); test set at `epoch` (the last epoch "
                "every net of the row has, or EXP@EPOCH's)" + (
-                   ", the validation split at that epoch (choose on these), and at each net's best validation epoch (1 to `epoch`, the highest mean of its validation "
-                   "positive and negative clustering accuracies, the earliest on a tie)" if best else "") + ".")
+                   ", the validation split at that epoch (choose on these), and at each net's best validation "
+                   "epoch (1 to `epoch`, the highest mean of its validation positive and negative clustering "
+                   "accuracies, the earliest on a tie)" if best else "") + ".")
     return "\n".join([caption, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers), *lines]) + "\n"
 
 
