@@ -34,8 +34,9 @@ declare -A VARIANTS=(
     [add_crop]="--contrastive 1 --proj_size 64 --aug_crop 0.5"
     [add_warmup]="--contrastive 1 --proj_size 64 --warmup_epochs 3"
     [add_overclust]="--overclust 25 --overclust_iic 1"
+    [add_self_label]="--self_label 1 --self_label_from 6"
 )
-ORDER=(best no_views no_augmentation no_balance cut_binary_grad add_contrastive add_crop add_warmup add_overclust)
+ORDER=(best no_views no_augmentation no_balance cut_binary_grad add_contrastive add_crop add_warmup add_overclust add_self_label)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }
 done

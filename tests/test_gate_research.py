@@ -291,6 +291,7 @@ def test_the_default_training_step_is_still_the_published_one():
 
 RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1", "--iic", "0.5", "--neighbours", "0.5",
             "--consistency", "1", "--group_divers", "1", "--self_label", "1", "--self_label_threshold", "0.3",
+            "--self_label_from", "2",
             "--cn_binary_grad", "False", "--aug_crop", "0.3", "--contrastive", "1", "--proj_size", "8",
             "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1"]
 
@@ -326,6 +327,24 @@ def test_self_labelling_uses_the_confident_choices_of_the_other_view_only():
     expected = -(math.log(0.75) + math.log(0.8)) / 2
     assert one_net(self_labelling, probs, other, None, self_label_threshold=0.99) == pytest.approx(expected, rel=1e-6)
     assert one_net(self_labelling, probs, other, None, self_label_threshold=0.9999) == 0
+
+
+def test_self_labelling_counts_from_its_start_epoch_on_and_is_logged_before():
+    # Two images of group 1; view 2 is confident (DN 1, then DN 2), view 1 is at 0.75 / 0.8 on
+    # those DNs: the term is (-log .75 - log .8) / 2; the binary NLL is log 2.
+    from clustnet.losses import clustnet_loss_parts
+    from clustnet.options import parse_options
+    probs = torch.tensor([[[0.75, 0.25], [0.2, 0.8]]])
+    other = torch.tensor([[[0.995, 0.005], [0.001, 0.999]]])
+    half = torch.log(torch.full((1, 2, 2), 0.5))
+    out, second = (GateOutputs(half, p, p.log(), None, None, None) for p in (probs, other))
+    targets = torch.tensor([[1, 1]])
+    opts = parse_options(["--self_label", "2", "--self_label_from", "3", "--warmup_epochs", "1"])
+    term = -(math.log(0.75) + math.log(0.8)) / 2
+    for epoch, expected in ((1, math.log(2)), (2, math.log(2)), (3, math.log(2) + 2 * term), (None, math.log(2) + 2 * term)):
+        loss, parts = clustnet_loss_parts(out, second, targets, opts, epoch)
+        assert loss.item() == pytest.approx(expected, rel=1e-6), epoch
+        assert parts["self_label"].item() == pytest.approx(term, rel=1e-6)
 
 
 def test_the_benchmark_times_the_step_of_both_configs():

@@ -62,13 +62,13 @@ def test_over_clustering_term_is_the_grouped_information_of_the_auxiliary_head()
 
 
 def test_during_the_warm_up_only_the_representation_terms_count():
-    opts = parse_options(["--group_divers", "3", "--contrastive", "2"])
+    opts = parse_options(["--group_divers", "3", "--contrastive", "2", "--warmup_epochs", "2"])
     z = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     probs = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     out = GateOutputs(torch.log(torch.tensor([[[0.5, 0.5], [0.5, 0.5]]])), probs, probs.log(), None, None, z)
     targets = torch.tensor([[1, 1]])
-    warm, parts = clustnet_loss_parts(out, out, targets, opts, warming_up=True)
-    full, _ = clustnet_loss_parts(out, out, targets, opts)
+    warm, parts = clustnet_loss_parts(out, out, targets, opts, epoch=2)
+    full, _ = clustnet_loss_parts(out, out, targets, opts, epoch=3)
     contrast = -math.log(math.exp(2) / (math.exp(2) + 2))
     assert warm.item() == pytest.approx(math.log(2) + 2 * contrast, rel=1e-5)
     assert full.item() == pytest.approx(math.log(2) + 2 * contrast - 3 * math.log(2), rel=1e-5)

@@ -85,7 +85,7 @@ def test_gate_study_trains_a_variant_as_nets_1_to_5(mnist_dir, output_root, tmp_
     exp = Experiment("gate_no_views_mnist")
     assert exp.net_ids() == [1, 2, 3, 4, 5] and all(exp.epochs(i) == [0, 1] for i in range(1, 6))
     opts = [read_saved_options(exp.ini_path(i)) for i in range(1, 6)]
-    assert [o.seed for o in opts] == [1, 2, 3, 4, 5] and {(o.consistency, o.group_divers) for o in opts} == {(0, 3)}
+    assert [o.seed for o in opts] == [1, 2, 3, 4, 5] and {(o.consistency, o.group_divers) for o in opts} == {(0, 5)}
     assert {o.val_size for o in opts} == {40}
     added = read_saved_options(Experiment("gate_add_warmup_mnist").ini_path(5))
     assert (added.contrastive, added.proj_size, added.warmup_epochs, added.consistency) == (1, 64, 3, 1)

@@ -51,18 +51,20 @@ class GateTerm:
     sign: float  # +1: added to the loss; -1: subtracted (a quantity to maximise)
     second_view: bool  # reads the outputs on a second augmented view of the images
     representation: bool  # trains the representation, not the gate: on during the warm-up
+    start: str | None  # the option holding the first epoch at which the term counts (None: the first)
 
 
 GATE_TERMS = {}  # option (the term's weight) -> GateTerm
 
 
-def gate_term(option, maximise=False, second_view=False, representation=False):
-    """Register a loss term, weighted by the option `option` (0: off). The term sees one
+def gate_term(option, maximise=False, second_view=False, representation=False, start=None):
+    """Register a loss term, weighted by the option `option` (0: off), counted from the epoch
+    held by the option `start` on (every epoch without one). The term sees one
     net's tensors: the GateOutputs fields (B, ...) of the (first) view, the second view's
     (model.view_outputs: p, logits, z and the heads' outputs) or None, the binary targets
     (B,); gate_terms maps it over the nets of a --seeds run."""
     def register(value):
-        GATE_TERMS[option] = GateTerm(value, -1.0 if maximise else 1.0, second_view, representation)
+        GATE_TERMS[option] = GateTerm(value, -1.0 if maximise else 1.0, second_view, representation, start)
         return value
     return register
 
@@ -133,11 +135,12 @@ def neighbour_disagreement(out, second, targets, opts):
     return (disagreement * has_neighbour).sum() / has_neighbour.sum().clamp_min(1)
 
 
-@gate_term("self_label", second_view=True)
+@gate_term("self_label", second_view=True, start="self_label_from")
 def self_labelling(out, second, targets, opts):
     """Cross-entropy of the CN's logits on one view with the DN that the other view picks,
     over the images where that choice is confident (max p' > --self_label_threshold; SCAN's
-    self-labelling step, FixMatch's pseudo-labels). 0 when no image is confident."""
+    self-labelling step, FixMatch's pseudo-labels). 0 when no image is confident. Counts
+    from epoch --self_label_from on (SCAN's third stage: once the clusters have formed)."""
     confidence, label = second.probs.detach().max(dim=-1)
     confident = (confidence > opts.self_label_threshold).to(out.logits.dtype)
     cross_entropy = image_nll(F.log_softmax(out.logits, dim=-1), label)
@@ -204,12 +207,23 @@ def net_axes(fields):
     return tuple(None if field is None else 0 for field in fields)
 
 
-def weighted_sum(values, opts, zeros, warming_up=False):
+def term_counts(option, opts, epoch):
+    """Whether the switched-on term `option` counts in the loss at `epoch` (None: every term
+    counts): during --warmup_epochs only the representation terms; a term with a start option
+    (--self_label_from) from that epoch on."""
+    term = GATE_TERMS[option]
+    if epoch is None:
+        return True
+    if epoch <= opts.warmup_epochs:
+        return term.representation
+    return term.start is None or epoch >= getattr(opts, term.start)
+
+
+def weighted_sum(values, opts, zeros, epoch=None):
     """(N,) the terms' `values` (gate_term_values) with their weights and signs, summed: what
-    the terms add to the loss; `zeros` (N,) when none counts. While `warming_up`
-    (--warmup_epochs) only the representation terms count."""
-    counted = [(option, value) for option, value in values.items()
-               if GATE_TERMS[option].representation or not warming_up]
+    the terms add to the loss; `zeros` (N,) when none counts. At `epoch`, only the terms that
+    count then (term_counts; None: all)."""
+    counted = [(option, value) for option, value in values.items() if term_counts(option, opts, epoch)]
     if not counted:
         return zeros
     return sum(GATE_TERMS[option].sign * getattr(opts, option) * value for option, value in counted)
@@ -241,13 +255,13 @@ def clustnet_loss(out, second, targets, opts):
     return clustnet_loss_parts(out, second, targets, opts)[0]
 
 
-def clustnet_loss_parts(out, second, targets, opts, warming_up=False):
-    """clustnet_loss and its parts: {"binary": (N,) the NLL of the binary target, option:
-    (N,) each term's value before its weight} (the metrics log's loss_* columns; a term
-    that does not count during the warm-up is still logged)."""
+def clustnet_loss_parts(out, second, targets, opts, epoch=None):
+    """clustnet_loss at `epoch` (term_counts) and its parts: {"binary": (N,) the NLL of the
+    binary target, option: (N,) each term's value before its weight} (the metrics log's
+    loss_* columns; a term that does not count yet is still logged)."""
     binary = nll(out.log_probs, targets)
     values = gate_term_values(out, second, targets, opts)
-    return binary + weighted_sum(values, opts, torch.zeros_like(binary), warming_up), {"binary": binary, **values}
+    return binary + weighted_sum(values, opts, torch.zeros_like(binary), epoch), {"binary": binary, **values}
 
 
 def smallest_loss_experts(experts, targets):

@@ -134,6 +134,8 @@ OPTION_TABLE = [
            minimum=0.0),
     Option("self_label_threshold", float, 0.99, "--self_label: the confidence (max p) above which a choice "
                                                 "becomes a target", minimum=0.0),
+    Option("self_label_from", int, 1, "--self_label: the first epoch at which it counts (SCAN's third stage, "
+                                      "once the clusters have formed); before, it is only logged", minimum=1),
     Option("group_divers", float, 0.0, "weight of the entropy of the mean p within each binary group of the "
                                        "batch, subtracted from the loss (a balanced use of the DNs per group)",
            minimum=0.0),

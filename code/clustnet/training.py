@@ -169,8 +169,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
     second_view = views is not None and needs_second_view(opts)
     terms = active_term_options(opts)
-    warming_up = epoch <= opts.warmup_epochs
-    if warming_up:  # SCAN's first stage: the representation learns, the CN waits
+    if epoch <= opts.warmup_epochs:  # SCAN's first stage: the representation learns, the CN waits
         optimisers = {name: optimiser for name, optimiser in optimisers.items() if name != "cn"}
 
     def step_loss(view, index, batch, phase):
@@ -182,7 +181,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
             parts = {"binary": binary, **{term: torch.full_like(binary, float("nan")) for term in terms}}
         else:
             second = model.view_outputs(view(1)) if second_view else out  # no augmentation: one view
-            losses, parts = clustnet_loss_parts(out, second, batch_targets, opts, warming_up)
+            losses, parts = clustnet_loss_parts(out, second, batch_targets, opts, epoch)
         return losses, parts, (out.log_probs, out.probs)
 
     (log_probs, cluster_probs), losses, parts = train_pass(model, optimisers, images, order, views, opts, epoch,
