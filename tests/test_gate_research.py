@@ -341,7 +341,8 @@ def test_self_labelling_counts_from_its_start_epoch_on_and_is_logged_before():
     targets = torch.tensor([[1, 1]])
     opts = parse_options(["--self_label", "2", "--self_label_from", "3", "--warmup_epochs", "1"])
     term = -(math.log(0.75) + math.log(0.8)) / 2
-    for epoch, expected in ((1, math.log(2)), (2, math.log(2)), (3, math.log(2) + 2 * term), (None, math.log(2) + 2 * term)):
+    with_term = math.log(2) + 2 * term
+    for epoch, expected in ((1, math.log(2)), (2, math.log(2)), (3, with_term), (None, with_term)):
         loss, parts = clustnet_loss_parts(out, second, targets, opts, epoch)
         assert loss.item() == pytest.approx(expected, rel=1e-6), epoch
         assert parts["self_label"].item() == pytest.approx(term, rel=1e-6)

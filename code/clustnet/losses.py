@@ -207,14 +207,20 @@ def net_axes(fields):
     return tuple(None if field is None else 0 for field in fields)
 
 
+def warming_up(opts, epoch):
+    """Whether `epoch` is in --warmup_epochs (SCAN's first stage): the CN does not step and only
+    the representation terms count."""
+    return epoch <= opts.warmup_epochs
+
+
 def term_counts(option, opts, epoch):
     """Whether the switched-on term `option` counts in the loss at `epoch` (None: every term
     counts): during --warmup_epochs only the representation terms; a term with a start option
     (--self_label_from) from that epoch on."""
-    term = GATE_TERMS[option]
     if epoch is None:
         return True
-    if epoch <= opts.warmup_epochs:
+    term = GATE_TERMS[option]
+    if warming_up(opts, epoch):
         return term.representation
     return term.start is None or epoch >= getattr(opts, term.start)
 

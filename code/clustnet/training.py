@@ -23,7 +23,7 @@ from .errors import ClustNetError
 from .augment import random_view, view_uniforms
 from .layout import CLUSTNET, METRICS_ACCURACIES, Experiment
 from .losses import active_term_options, clustnet_loss_parts, needs_second_view, nll, scheduled_value, \
-    separated_cn_loss
+    separated_cn_loss, warming_up
 from .model import needs_noise
 from .options import options_ini
 from .speed import fast_cpu_kernels, set_threads
@@ -169,7 +169,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
     second_view = views is not None and needs_second_view(opts)
     terms = active_term_options(opts)
-    if epoch <= opts.warmup_epochs:  # SCAN's first stage: the representation learns, the CN waits
+    if warming_up(opts, epoch):  # SCAN's first stage: the representation learns, the CN waits
         optimisers = {name: optimiser for name, optimiser in optimisers.items() if name != "cn"}
 
     def step_loss(view, index, batch, phase):
