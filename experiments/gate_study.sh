@@ -8,7 +8,8 @@
 #   ONLY="best" runs the best method alone; ONLY="best no_views" a chosen subset.
 # Each variant's 5 nets are nets 1-5 of its experiment, trained together (--seeds 1 2 3 4 5);
 # running the command again continues them from the last epoch all of them finished (common.sh).
-# Writes the experiments gate_<variant>_<NAME> and their readmeFiles/*_testError.png;
+# Writes the experiments gate_<variant>_<NAME> (PREFIX=p: p_<variant>_<NAME>, to keep a study of
+# an earlier config apart) and their readmeFiles/*_testError.png;
 # `python3 code/processResults.py --summary gate_best_<NAME> gate_no_views_<NAME> ...` tabulates them.
 source "$(dirname "$0")/help.sh"
 set -euo pipefail
@@ -29,23 +30,27 @@ declare -A VARIANTS=(
     [no_augmentation]="--aug_rotation 0 --aug_shift 0 --aug_scale 0"
     [no_balance]="--group_divers 0"
     [cut_binary_grad]="--cn_binary_grad False"
+    [one_head]="--cn_heads 1"
     # the representation ingredients (docs/gate_study.md), none in clust_best.config: each added
     [add_contrastive]="--contrastive 1 --proj_size 64"
     [add_crop]="--contrastive 1 --proj_size 64 --aug_crop 0.5"
     [add_warmup]="--contrastive 1 --proj_size 64 --warmup_epochs 3"
     [add_overclust]="--overclust 25 --overclust_iic 1"
     [add_self_label]="--self_label 1 --self_label_from 6"
+    [add_clean_view]="--clean_view True"
 )
-ORDER=(best no_views no_augmentation no_balance cut_binary_grad add_contrastive add_crop add_warmup add_overclust add_self_label)
+ORDER=(best no_views no_augmentation no_balance cut_binary_grad one_head add_contrastive add_crop add_warmup add_overclust
+       add_self_label add_clean_view)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }
 done
+PREFIX="${PREFIX:-gate}"
 for variant in ${ONLY:-${ORDER[@]}}; do
-    exp="gate_${variant}_${NAME}"
+    exp="${PREFIX}_${variant}_${NAME}"
     # shellcheck disable=SC2086
     train --exp_id "$exp" --ind_id 1 "${DATASET_OPTIONS[@]}" "$DATA" --epochs "$EPOCHS" --seeds 1 2 3 4 5 \
         ${VARIANTS[$variant]}
 done
 for variant in ${ONLY:-${ORDER[@]}}; do
-    finish "gate_${variant}_${NAME}" seed
+    finish "${PREFIX}_${variant}_${NAME}" seed
 done

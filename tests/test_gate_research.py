@@ -293,7 +293,8 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
             "--consistency", "1", "--group_divers", "1", "--self_label", "1", "--self_label_threshold", "0.3",
             "--self_label_from", "2",
             "--cn_binary_grad", "False", "--aug_crop", "0.3", "--contrastive", "1", "--proj_size", "8",
-            "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1"]
+            "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1", "--cn_heads", "2",
+            "--clean_view", "True"]
 
 
 @pytest.mark.slow
@@ -352,6 +353,26 @@ def test_the_benchmark_times_the_step_of_both_configs():
     from clustnet.benchmarking import gate_terms_cost
     table = gate_terms_cost([8, 16], 64, torch.device("cpu"))
     assert list(table.columns) == ["batch_size", "published_step_ms", "clust_best_step_ms", "representation_step_ms",
-                                   "x_published", "representation_x_clust_best"]
+                                   "one_head_step_ms", "x_published", "representation_x_clust_best", "heads_x_one_head"]
     assert table.batch_size.tolist() == [8, 16] and (table.drop(columns="batch_size") > 0).all().all()
     assert np.allclose(table.x_published, table.clust_best_step_ms / table.published_step_ms)
+
+
+def test_with_clean_view_the_binary_loss_reads_the_images_and_the_terms_an_augmented_view():
+    from clustnet.training import train_epoch
+    seen = {}
+    for clean in ("True", "False"):
+        opts, model, optimisers, images, targets, generators = tiny_model_and_batch(
+            "--batch_size", "16", "--progress", "False", "--aug_rotation", "30", "--consistency", "1",
+            "--clean_view", clean)
+        first, second = model.outputs, model.view_outputs
+        model.outputs = lambda x, noise=None: seen.setdefault((clean, 0), x) is not None and first(x, noise)
+        model.view_outputs = lambda x: seen.setdefault((clean, 1), x) is not None and second(x)
+        train_epoch(model, optimisers, images, targets, generators, opts, 1)
+
+    def is_an_image(views):  # (N, B, ...) -> whether each is exactly one of the 16 images
+        distances = torch.cdist(views.flatten(2), images.flatten(1).expand(len(views), -1, -1))
+        return distances.min(dim=-1).values == 0
+    assert is_an_image(seen[("True", 0)]).all()  # view 1: the images themselves, in each net's order
+    assert not is_an_image(seen[("False", 0)]).any() and not is_an_image(seen[("True", 1)]).any()
+    assert torch.equal(seen[("True", 1)], seen[("False", 1)])  # the same draws: view 2 unchanged

@@ -76,12 +76,15 @@ def test_one_expert_baseline_then_clustnet_experts_from_it(mnist_dir, output_roo
     assert 0.03 < relative < 0.3
 
 
-def test_clustering_network_from_a_clustnet_file(mnist_dir, output_root):
-    exp = train(mnist_dir, "clu", "--seed", "1")
+@pytest.mark.parametrize("heads", [[], ["--cn_heads", "3"]], ids=["one_head", "three_heads"])
+def test_clustering_network_from_a_clustnet_file(mnist_dir, output_root, heads):
+    exp = train(mnist_dir, "clu", "--seed", "1", *heads)
     source = weights(exp.weights_path(1, 1))
-    started = weights(train(mnist_dir, "clu", "--seed", "2", "--init_clu", exp.weights_path(1, 1)).weights_path(2, 0))
-    cn = [name for name in source if name.startswith("cn.")]
+    started = weights(train(mnist_dir, "clu", "--seed", "2", *heads, "--init_clu",
+                            exp.weights_path(1, 1)).weights_path(2, 0))
+    cn = [name for name in source if name.startswith(("cn.", "selected_head"))]
     assert cn and all(torch.equal(started[name], source[name]) for name in cn)
+    assert ("selected_head" in cn) == bool(heads)
     assert not torch.equal(started["encoder.dense.weight"], source["encoder.dense.weight"])
 
 

@@ -50,8 +50,10 @@ def assert_same_net(exp, reference, ind_id, epoch):
     assert options[0] == options[1]
 
 
-@pytest.mark.parametrize("seeds, args", [(("1", "2"), []), ((), ["--optim", "Adam", "--batch_period", "2"])],
-                         ids=["two_seeds_sgd", "one_net_adam_alternating"])
+@pytest.mark.parametrize("seeds, args", [(("1", "2"), []), ((), ["--optim", "Adam", "--batch_period", "2"]),
+                                         (("1", "2"), ["--cn_heads", "3", "--aug_rotation", "10", "--consistency", "1",
+                                                       "--group_divers", "1"])],
+                         ids=["two_seeds_sgd", "one_net_adam_alternating", "two_seeds_cn_heads"])
 def test_stopped_then_resumed_nets_equal_uninterrupted_ones(mnist_dir, output_root, capsys, seeds, args):
     main(command(mnist_dir, "whole", 2, *args, seeds=seeds))
     main(command(mnist_dir, "part", 1, *args, seeds=seeds))  # the first run of the command starts the nets

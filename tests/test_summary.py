@@ -180,6 +180,23 @@ def test_summary_adds_baseline_rows_and_epochs(experiment, capsys):
     assert "| `baselines_tiny` | one expert |  |  | 99.0 | 22.0 | 21.0 |" in capsys.readouterr().out
 
 
+def test_experiments_joined_by_a_comma_are_pooled_into_one_row(experiment, output_root, capsys):
+    shutil.copytree(output_root / "nets" / EXP, output_root / "nets" / "more")
+    for folder in ("results", "vis"):
+        shutil.copytree(output_root / folder / EXP, output_root / folder / "more")
+    assert run_in_process(analyses.main, ["--summary", EXP, f"{EXP},more@1"]) == 0
+    table = pd.read_csv(summary_paths("summary")[0])
+    pooled = table[table.experiment == f"{EXP},more"]
+    assert list(pooled.setting) == ["lr=0.05", "lr=0.02"] and list(pooled.nets) == [4, 2]
+    assert list(pooled.net_ids) == [f"{EXP}:1 {EXP}:2 more:1 more:2", f"{EXP}:3 more:3"]
+    assert list(pooled.epoch) == [1, 1]
+    # The same nets twice: the mean of the two, a sample std over four values.
+    pair = pd.DataFrame([scored_accuracies(experiment, net, 1, "test") for net in (1, 2, 1, 2)])
+    assert pooled.test_neg_clust_mean.iloc[0] == pytest.approx(pair.neg_clust.mean(), abs=1e-6)
+    assert pooled.test_neg_clust_std.iloc[0] == pytest.approx(pair.neg_clust.std(ddof=1), abs=1e-6)
+    assert f"| `{EXP},more` | lr=0.05 | 4 | 1 | " in capsys.readouterr().out
+
+
 def error_line(capsys, *argv):
     assert run_in_process(analyses.main, list(argv)) == 2
     lines = capsys.readouterr().err.splitlines()
@@ -192,6 +209,8 @@ def error_line(capsys, *argv):
     (["--summary", f"{EXP}@x"], "needs an epoch number"),
     (["--summary", f"{EXP}@7"], "not every net of experiment 'grid' has epoch 7"),
     (["--summary", "a/b"], "not a plain folder name"),
+    (["--summary", f"{EXP},nothing"], "experiment 'nothing' has no nets to pool"),
+    (["--summary", f"{EXP},a/b"], "not a plain folder name"),
     (["--summary", EXP, "--summary_name", "../x"], "not a plain file name"),
     (["--summary", EXP, "--exp_id", EXP], "--exp_id, --train and --nets_to_remove are for"),
     (["--summary", EXP, "--train"], "--exp_id, --train and --nets_to_remove are for"),

@@ -377,7 +377,7 @@ def expert_variances(model, images, positive, layer, batch_size):
     outputs = []
     for batch in batches(images, batch_size):
         z = model.encoder(batch.unsqueeze(0))
-        output = model.dn.layer_outputs(z)[layer - 1][0]
+        output = model.dn_layer_outputs(z)[layer - 1][0]
         outputs.append(F.relu(output) if layer < len(model.dn.weights) else output)
     outputs = torch.cat(outputs)  # (B, K, units)
     return {group: outputs[positive == group].var(dim=0, unbiased=False).mean(dim=-1).numpy()
@@ -458,13 +458,33 @@ def read_baselines(path):
     return frame
 
 
+def pooled_nets(spec, exp_ids):
+    """The accuracy table and {net: options} of the nets of several experiments, as if they
+    were one experiment's (`--summary A,B`: more seeds of one setting trained as another
+    experiment); each net named EXP:ID."""
+    tables, options = [], {}
+    for exp_id in exp_ids:
+        study = Study(exp_id)
+        ids = study.exp.net_ids()
+        if not ids:
+            raise ClustNetError(f"--summary {spec}: experiment {exp_id!r} has no nets to pool "
+                                f"(no clustDetectNet<id>.ini in {study.exp.nets_dir})")
+        tables.append(accuracy_table(study, ids).assign(net=lambda table: exp_id + ":" + table.net.astype(str)))
+        options.update({f"{exp_id}:{i}": study.options(i) for i in ids})
+    return pd.concat(tables, ignore_index=True), options
+
+
 def summarise_experiments(specs):
     """`--summary`: the summary table (summary.summary_table) of the experiments `specs`
-    (EXP, or EXP@EPOCH to compare the nets at that epoch), every net of each, from the
-    accuracy tables of --acc_evol; an experiment with vis/EXP/baselines.csv adds its rows."""
+    (EXP, or EXP@EPOCH to compare the nets at that epoch; A,B[@EPOCH] pools the nets of A
+    and B, pooled_nets), every net of each, from the accuracy tables of --acc_evol; an
+    experiment with vis/EXP/baselines.csv adds its rows."""
     rows = []
     for spec in specs:
         exp_id, epoch = summary_target(spec)
+        if "," in exp_id:
+            rows += summary.experiment_rows(exp_id, *pooled_nets(spec, exp_id.split(",")), epoch)
+            continue
         study = Study(exp_id)
         ids, baselines = study.exp.net_ids(), study.exp.baselines_path()
         if not ids and not baselines.is_file():
@@ -503,7 +523,8 @@ def check_tsne(value):
 
 def check_summary(specs):
     for spec in specs:
-        check_exp_id(summary_target(spec)[0])
+        for exp_id in summary_target(spec)[0].split(","):
+            check_exp_id(exp_id)
 
 
 @dataclass(frozen=True)
@@ -587,7 +608,8 @@ ANALYSES = (
                           help="t-SNE of N images' encoder representations (CAE or ClustNet file) and pixels"),
              run_tsne, check_tsne),
     Analysis("summary", dict(nargs="+", metavar="EXP",
-                             help="one table over these experiments (EXP@EPOCH: at that epoch), no --exp_id: "
+                             help="one table over these experiments (EXP@EPOCH: at that epoch; A,B: the nets "
+                                  "of A and B pooled as one experiment's), no --exp_id: "
                                   "per experiment and setting, mean +- std over the nets of the test accuracies "
                                   "at the last epoch and at each net's best validation epoch"),
              run_summary, check_summary, of_exp_id=False),

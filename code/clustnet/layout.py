@@ -187,6 +187,10 @@ class Experiment:
         """(t-SNE of the encoder's representations, t-SNE of the raw pixels)."""
         return self.vis_dir / f"{weights_name}_tsne.png", self.vis_dir / f"{weights_name}_tsne_raw.png"
 
+    def heads_path(self, epoch, split):
+        """experiments/cn_heads.py's table: every CN head of every net at `epoch`, on `split`."""
+        return self.vis_dir / f"cn_heads_epoch{epoch}_{split}.csv"
+
     def baselines_path(self):
         """experiments/baselines.py's table: method, binary, pos_clust, neg_clust."""
         return self.vis_dir / "baselines.csv"

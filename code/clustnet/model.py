@@ -37,6 +37,7 @@ class ModelConfig:
     # they existed load without them).
     proj_size: int = 0  # output of the projection head on z that --contrastive reads
     overclust: int = 0  # outputs of the auxiliary over-clustering head that --overclust_iic reads
+    cn_heads: int = 1  # CN heads, each with its own DNs (--cn_heads; SCAN's heads)
 
     @classmethod
     def from_options(cls, opts, image_shape):
@@ -220,16 +221,38 @@ class GateOutputs:
     over_probs: Optional[torch.Tensor] = None  # (N, B, overclust) the over-clustering head's p
 
 
+def fold_heads(values):
+    """(N, B, H, ...) -> (N * H, B, ...): each head of each net as a net of its own, net-major."""
+    return values.transpose(1, 2).flatten(0, 1)
+
+
+def unfold_heads(values, n_heads):
+    """fold_heads' inverse, the head axis after the batch's: (N * H, B, ...) -> (N, B, H, ...)."""
+    return values.unflatten(0, (-1, n_heads)).transpose(1, 2)
+
+
+def select_heads(values, heads):
+    """(N, B, H, ...) each head's outputs, (N,) a head per net -> (N, B, ...) that head's."""
+    return values[torch.arange(len(heads), device=values.device), :, heads.to(values.device)]
+
+
 class ClustNet(nn.Module):
-    """Encoder -> z; CN(z) -> p -> gate h; output log_softmax(sum_k h_k DN_k(z))."""
+    """Encoder -> z; CN(z) -> p -> gate h; output log_softmax(sum_k h_k DN_k(z)).
+
+    With --cn_heads H > 1 (SCAN's heads) each net has H CNs, each with its own K DNs, all on
+    the same z: in training every head's outputs come folded into the net axis (N * H nets:
+    each head trains as a net of its own, the encoder shared), in evaluation only the head
+    in `selected_head` (per net: the one with the smallest training loss, training.py)."""
 
     def __init__(self, n_nets, config):
         super().__init__()
         self.n_nets, self.config = n_nets, config
         self.encoder = Encoder(n_nets, config)
-        self.cn = StackedMLP(n_nets, [config.enchidd_repr_size] + [config.clhidd_repr_size] * (config.clnblayers - 1)
-                             + [config.clust])
-        self.dn = Experts(n_nets, config.clust, expert_sizes(config))
+        cn_sizes = [config.enchidd_repr_size] + [config.clhidd_repr_size] * (config.clnblayers - 1) + [config.clust]
+        self.cn = StackedMLP(n_nets, cn_sizes) if config.cn_heads == 1 else Experts(n_nets, config.cn_heads, cn_sizes)
+        self.dn = Experts(n_nets, config.clust * config.cn_heads, expert_sizes(config))
+        if config.cn_heads > 1:
+            self.register_buffer("selected_head", torch.zeros(n_nets, dtype=torch.long))
         z_size = config.enchidd_repr_size
         # SimCLR's projection head (one hidden layer) and IIC's auxiliary over-clustering head:
         # they learn the representation and are read by no prediction.
@@ -258,25 +281,59 @@ class ClustNet(nn.Module):
         over_probs = None if self.over_head is None else F.softmax(self.over_head(z), dim=-1)
         return projection, over_probs
 
+    def folds_heads(self):
+        """Whether the outputs come with every CN head folded into the net axis (N * H, ...)."""
+        return self.training and self.config.cn_heads > 1
+
+    def gate_inputs(self, z):
+        """(N, B, R) z -> z, the CN's logits (., B, K) and the DNs' logits (., B, K, 2) as the
+        gate reads them: every head's folded into the net axis in training (N * H, ...; z
+        repeated for each head), the selected head's otherwise."""
+        logits, experts = self.cn(z), self.dn(z)
+        n_heads = self.config.cn_heads
+        if n_heads == 1:
+            return z, logits, experts
+        n_nets, batch = z.shape[:2]
+        experts = experts.view(n_nets, batch, n_heads, self.config.clust, -1)
+        if self.training:
+            return z.repeat_interleave(n_heads, 0), fold_heads(logits), fold_heads(experts)
+        return z, select_heads(logits, self.selected_head), select_heads(experts, self.selected_head)
+
+    def head_outputs_as_gate(self, z):
+        """head_outputs, repeated for each CN head when the outputs fold them (gate_inputs)."""
+        outputs = self.head_outputs(z)
+        if not self.folds_heads():
+            return outputs
+        return tuple(None if out is None else out.repeat_interleave(self.config.cn_heads, 0) for out in outputs)
+
     def outputs(self, x, noise=None):
-        """(N, B, C, H, W) images -> GateOutputs."""
+        """(N, B, C, H, W) images -> GateOutputs (each CN head a net of its own in training,
+        gate_inputs; `noise` then holds the uniforms of every head, (N, B, H * K))."""
         z = self.encoder(x)
-        logits = self.cn(z)
+        gate_z, logits, experts = self.gate_inputs(z)
+        if noise is not None and self.folds_heads():
+            noise = fold_heads(noise.unflatten(-1, (self.config.cn_heads, -1)))
         probs = F.softmax(logits, dim=-1)
         h = gate(probs, logits, self.config.decision_clu, self.training, noise, self.config.temperature)
         if not self.config.cn_binary_grad:
             h = h.detach()
-        experts = self.dn(z)
         mixed = (h.unsqueeze(-1) * experts).sum(dim=2)
-        heads = self.head_outputs(z) if self.training else (None, None)  # only training terms read them
-        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, z, *heads)
+        heads = self.head_outputs_as_gate(z) if self.training else (None, None)  # only training terms read them
+        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, gate_z, *heads)
 
     def view_outputs(self, x):
         """(N, B, C, H, W) images -> GateOutputs with what the terms read of a second view:
         the CN's p and logits, z and the heads' outputs (no gate, no DNs)."""
         z = self.encoder(x)
-        logits = self.cn(z)
-        return GateOutputs(None, F.softmax(logits, dim=-1), logits, None, None, z, *self.head_outputs(z))
+        gate_z, logits, _ = self.gate_inputs(z)
+        return GateOutputs(None, F.softmax(logits, dim=-1), logits, None, None, gate_z, *self.head_outputs_as_gate(z))
+
+    def dn_layer_outputs(self, z):
+        """Each DN layer's output (N, B, K, n_out), before its ReLU: the selected head's DNs."""
+        outputs = self.dn.layer_outputs(z)
+        if self.config.cn_heads == 1:
+            return outputs
+        return [select_heads(out.unflatten(2, (self.config.cn_heads, -1)), self.selected_head) for out in outputs]
 
     def hidden_activations(self, x):
         """{layer name: activations} of every ReLU on (N, B, C, H, W) images: the encoder's
@@ -284,8 +341,8 @@ class ClustNet(nn.Module):
         activations = {f"encoder conv {i + 1}": maps for i, maps in enumerate(self.encoder.feature_maps(x))}
         z = activations["encoder z"] = self.encoder(x)
         for i, output in enumerate(self.cn.layer_outputs(z)[:-1]):
-            activations[f"CN hidden {i + 1}"] = F.relu(output)
-        for i, output in enumerate(self.dn.layer_outputs(z)[:-1]):
+            activations[f"CN hidden {i + 1}"] = F.relu(output)  # with --cn_heads: every head's
+        for i, output in enumerate(self.dn_layer_outputs(z)[:-1]):
             activations[f"DN hidden {i + 1}"] = F.relu(output)
         return activations
 

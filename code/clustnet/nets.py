@@ -68,6 +68,8 @@ def initialise(model, kind, opts, generators):
             raise ClustNetError(f"--init_clu: a {kind} net has no clustering network")
         checkpoint = load_checkpoint_of(opts.init_clu, (CLUSTNET,), "--init_clu")
         copy_layers(model, checkpoint["model"], opts.init_clu, "cn.")
+        if model.config.cn_heads > 1:  # and which head is the CN
+            copy_layers(model, checkpoint["model"], opts.init_clu, "selected_head")
 
 
 def saved_config(checkpoint, opts):

@@ -121,6 +121,10 @@ OPTION_TABLE = [
     Option("aug_crop", float, 0.0, "augmentation: a random crop of area 1 - v to 1 of the image's, aspect ratio "
                                    "3/4 to 4/3, resized to the image's size (SimCLR's random resized crop)",
            minimum=0.0),
+    Option("clean_view", parse_bool, False, "True: view 1 is the image itself, not augmented (the binary loss, "
+                                            "the gate's choice and the training scores read it); the terms "
+                                            "compare it with the augmented view 2 (SCAN's image and its "
+                                            "augmentation)"),
     Option("iic", float, 0.0, "weight of the mutual information between the CN's p on two augmented views of "
                               "each image, within each binary group (IIC), subtracted from the loss", minimum=0.0),
     Option("consistency", float, 0.0, "weight of -log(p . p'), p and p' the CN's distributions on two augmented "
@@ -153,6 +157,9 @@ OPTION_TABLE = [
     Option("warmup_epochs", int, 0, "SCAN's two stages: during the first N epochs only the binary loss and "
                                     "the representation terms (--contrastive, --overclust_iic) count and the "
                                     "CN does not learn; the gate terms start after", minimum=0),
+    Option("cn_heads", int, 1, "CN heads, each with its own --clust DNs, trained side by side on the same "
+                               "encoder; after each epoch the head with the smallest training loss is the "
+                               "one evaluated and saved as the CN (SCAN's heads)", minimum=1),
     Option("cn_binary_grad", parse_bool, True, "False: the binary loss does not reach the CN through the gate's "
                                                "straight-through estimator; the CN learns from its own terms "
                                                "(--iic, --consistency, --self_label, --group_divers) only"),
@@ -426,6 +433,9 @@ def check_values(values):
     if values["warmup_epochs"] and values["clu_train_mode"] == "separated":
         raise ClustNetError("--warmup_epochs needs --clu_train_mode joint (the separated mode trains the CN on "
                             "its own turns)")
+    if values["cn_heads"] > 1 and values["clu_train_mode"] == "separated":
+        raise ClustNetError(f"--cn_heads {values['cn_heads']} needs --clu_train_mode joint (the separated "
+                            "mode's CN turns have one target per net)")
     if values["aug_flip"] > 1:
         raise ClustNetError(f"--aug_flip {values['aug_flip']}: a probability must be at most 1")
     repeated = sorted({seed for seed in values["seeds"] if values["seeds"].count(seed) > 1})

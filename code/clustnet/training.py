@@ -24,7 +24,7 @@ from .augment import random_view, view_uniforms
 from .layout import CLUSTNET, METRICS_ACCURACIES, Experiment
 from .losses import active_term_options, clustnet_loss_parts, needs_second_view, nll, scheduled_value, \
     separated_cn_loss, warming_up
-from .model import needs_noise
+from .model import needs_noise, select_heads, unfold_heads
 from .options import options_ini
 from .speed import fast_cpu_kernels, set_threads
 from .writer import EpochWriter
@@ -108,9 +108,9 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
     (N, B) (positions `batch` of the order), the parts of the loss to log {name: (N,)} (the
     same names at every step; NaN where a step has no such part) and the outputs to keep,
     a tuple of (N, B, ...) tensors; `view(k)` is the batch in its random view k (0 or 1)
-    drawn from `views` (draw_views; the images themselves when None), the one place where a
-    batch is transformed; `phase` says whose turn it is (optimiser_phases). Returns the kept
-    outputs in the set's order, each net's mean loss (N,) and each part's mean over the
+    drawn from `views` (draw_views; the images themselves when None, and view 0 with
+    --clean_view), the one place where a batch is transformed; `phase` says whose turn it
+    is (optimiser_phases). Returns the kept outputs in the set's order, each net's mean loss (N,) and each part's mean over the
     steps that have it {name: (N,)}, on the CPU."""
     model.train()
     n_uniforms = view_uniforms(opts)
@@ -130,7 +130,7 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
             batch_images = images[index]
 
             def view(k):
-                if views is None:
+                if views is None or (k == 0 and opts.clean_view):
                     return batch_images
                 return random_view(batch_images, views[:, batch, k * n_uniforms:(k + 1) * n_uniforms], opts)
             losses, parts, outputs = step_loss(view, index, batch, phase)
@@ -153,16 +153,32 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
     return [in_set_order(store, order).cpu() for store in kept], means[0], dict(zip(part_names, means[1:]))
 
 
+def head_parts(opts):
+    """The loss parts that give each CN head's training loss (--cn_heads > 1): head1, head2, ..."""
+    return [f"head{head + 1}" for head in range(opts.cn_heads)] if opts.cn_heads > 1 else []
+
+
+def per_net(losses, parts, opts):
+    """The losses (N * H,) and parts of every CN head (the outputs fold them into the net
+    axis) -> each net's (N,): the mean over its heads (what trains the shared encoder), each
+    part's mean likewise, and each head's own loss as the part head<h>."""
+    head_losses = losses.view(-1, opts.cn_heads)
+    parts = {name: value.view(-1, opts.cn_heads).mean(dim=1) for name, value in parts.items()}
+    return head_losses.mean(dim=1), {**parts, **dict(zip(head_parts(opts), head_losses.unbind(dim=1)))}
+
+
 def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     """ClustNet's pass over the training images: the gate's samples, the augmented views and
     the separated mode's targets drawn from each net's generator, then train_pass. In the
     first --warmup_epochs epochs only the representation terms count and the CN does not
-    step. Returns
-    the Scores and the means of the loss's parts (clustnet_loss_parts; in the separated
-    mode's CN turns the binary loss only)."""
-    n_images, device = len(images), images.device
+    step. With --cn_heads > 1 each head trains as a net of its own on the shared encoder
+    (per_net), and the head with the smallest mean loss over the epoch becomes the net's
+    selected head (SCAN's choice of head). Returns the Scores (the selected head's) and the
+    means of the loss's parts (clustnet_loss_parts; in the separated mode's CN turns the
+    binary loss only)."""
+    n_images, device, n_heads = len(images), images.device, opts.cn_heads
     order = shuffled_order(generators, n_images, device)
-    noise = uniform_noise(generators, n_images, opts.clust, device)
+    noise = uniform_noise(generators, n_images, opts.clust * n_heads, device)
     views = draw_views(generators, n_images, opts, device)
     separated = opts.clu_train_mode == "separated"
     cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
@@ -181,11 +197,19 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
             parts = {"binary": binary, **{term: torch.full_like(binary, float("nan")) for term in terms}}
         else:
             second = model.view_outputs(view(1)) if second_view else out  # no augmentation: one view
-            losses, parts = clustnet_loss_parts(out, second, batch_targets, opts, epoch)
+            if n_heads == 1:
+                losses, parts = clustnet_loss_parts(out, second, batch_targets, opts, epoch)
+            else:
+                losses, parts = per_net(*clustnet_loss_parts(out, second, batch_targets.repeat_interleave(
+                    n_heads, 0), opts, epoch), opts)
+                return losses, parts, (unfold_heads(out.log_probs, n_heads), unfold_heads(out.probs, n_heads))
         return losses, parts, (out.log_probs, out.probs)
 
     (log_probs, cluster_probs), losses, parts = train_pass(model, optimisers, images, order, views, opts, epoch,
                                                            step_loss)
+    if n_heads > 1:
+        model.selected_head.copy_(torch.stack([parts[name] for name in head_parts(opts)], dim=1).argmin(dim=1))
+        log_probs, cluster_probs = (select_heads(values, model.selected_head) for values in (log_probs, cluster_probs))
     return Scores(log_probs, cluster_probs, losses), parts
 
 
@@ -327,7 +351,8 @@ def clustnet_evaluate(run, split):
 
 
 CLUSTNET_MODE = Mode("nets", clustnet_train, clustnet_evaluate, clustnet_report,
-                     lambda opts: ["binary", *active_term_options(opts)], METRICS_ACCURACIES, clustnet_pictures)
+                     lambda opts: ["binary", *active_term_options(opts), *head_parts(opts)], METRICS_ACCURACIES,
+                     clustnet_pictures)
 
 
 def train(opts, kind, mode, resume=None, argv=None):
