@@ -63,8 +63,8 @@ def main(argv):
         with atomic_path(args.csv) as tmp:
             table.to_csv(tmp, index=False)
     if not (args.real_only or args.against):
-        print("\nthe cost of clust_best.config's terms and heads, and of the representation ingredients on top, "
-              "per training step (one net):")
+        print("\nthe cost of clust_best.config's step against the published one and its previous version (one "
+              "head, view 1 augmented), and of the representation ingredients on top (one net):")
         print(gate_terms_cost(args.batch_sizes, args.images, device).to_string(
             index=False, float_format=lambda v: f"{v:.4g}"))
 

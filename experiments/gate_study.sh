@@ -31,16 +31,16 @@ declare -A VARIANTS=(
     [no_balance]="--group_divers 0"
     [cut_binary_grad]="--cn_binary_grad False"
     [one_head]="--cn_heads 1"
+    [augmented_view_1]="--clean_view False"
     # the representation ingredients (docs/gate_study.md), none in clust_best.config: each added
     [add_contrastive]="--contrastive 1 --proj_size 64"
     [add_crop]="--contrastive 1 --proj_size 64 --aug_crop 0.5"
     [add_warmup]="--contrastive 1 --proj_size 64 --warmup_epochs 3"
     [add_overclust]="--overclust 25 --overclust_iic 1"
     [add_self_label]="--self_label 1 --self_label_from 6"
-    [add_clean_view]="--clean_view True"
 )
-ORDER=(best no_views no_augmentation no_balance cut_binary_grad one_head add_contrastive add_crop add_warmup add_overclust
-       add_self_label add_clean_view)
+ORDER=(best no_views no_augmentation no_balance cut_binary_grad one_head augmented_view_1 add_contrastive add_crop add_warmup
+       add_overclust add_self_label)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }
 done

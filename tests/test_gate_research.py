@@ -352,10 +352,11 @@ def test_self_labelling_counts_from_its_start_epoch_on_and_is_logged_before():
 def test_the_benchmark_times_the_step_of_both_configs():
     from clustnet.benchmarking import gate_terms_cost
     table = gate_terms_cost([8, 16], 64, torch.device("cpu"))
-    assert list(table.columns) == ["batch_size", "published_step_ms", "clust_best_step_ms", "representation_step_ms",
-                                   "one_head_step_ms", "x_published", "representation_x_clust_best", "heads_x_one_head"]
+    assert list(table.columns) == ["batch_size", "published_step_ms", "clust_best_step_ms", "previous_step_ms",
+                                   "representation_step_ms", "x_published", "x_previous", "representation_x_clust_best"]
     assert table.batch_size.tolist() == [8, 16] and (table.drop(columns="batch_size") > 0).all().all()
     assert np.allclose(table.x_published, table.clust_best_step_ms / table.published_step_ms)
+    assert np.allclose(table.x_previous, table.clust_best_step_ms / table.previous_step_ms)
 
 
 def test_with_clean_view_the_binary_loss_reads_the_images_and_the_terms_an_augmented_view():
