@@ -38,9 +38,12 @@ declare -A VARIANTS=(
     [add_warmup]="--contrastive 1 --proj_size 64 --warmup_epochs 3"
     [add_overclust]="--overclust 25 --overclust_iic 1"
     [add_self_label]="--self_label 1 --self_label_from 6"
+    [add_enc3bn]="--enc_block conv3bn --encnblayers 3"
+    [add_colour]="--aug_colour 0.4"
+    [add_rotation]="--rotation_pred 1"
 )
 ORDER=(best no_views no_augmentation no_balance cut_binary_grad one_head augmented_view_1 add_contrastive add_crop add_warmup
-       add_overclust add_self_label)
+       add_overclust add_self_label add_enc3bn add_colour add_rotation)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }
 done

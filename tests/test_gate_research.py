@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from clustnet.augment import affine_matrices, random_affine, random_flip, random_jitter, random_view, view_uniforms
+from clustnet.augment import (affine_matrices, quarter_turns, random_affine, random_colour, random_flip, random_jitter,
+                              random_view, view_uniforms)
 from clustnet.losses import (gate_terms, group_balance, group_mutual_information, neighbour_disagreement,
-                             scheduled_value, self_labelling, separated_cn_loss, smallest_loss_experts)
+                             rotation_loss, scheduled_value, self_labelling, separated_cn_loss, smallest_loss_experts)
 from clustnet.model import GateOutputs, ModelConfig
 
 LOG2 = math.log(2)
@@ -136,6 +137,44 @@ def test_jitter_scales_the_contrast_around_the_mean_then_shifts_the_brightness()
     assert torch.equal(random_jitter(image, torch.tensor([[[0.5, 0.5]]]), opts), image)
 
 
+def test_colour_turns_the_hue_about_the_grey_axis_scales_the_saturation_and_greys():
+    # One pixel, pure red (1, 0, 0): grey 1/3, chroma (2/3, -1/3, -1/3).
+    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 1, 3, 1, 1)
+    # v = 4/3 and a hue uniform of 1: a turn of v/4 = 1/3 (120 degrees) takes red to green.
+    turned = random_colour(red, torch.tensor([[[0.5, 1.0, 0.99]]]), SimpleNamespace(aug_colour=4 / 3))
+    assert turned.flatten().tolist() == pytest.approx([0.0, 1.0, 0.0], abs=1e-6)
+    # v = 0.5, saturation uniform 0 (factor 0.5), no turn: grey + chroma / 2.
+    halved = random_colour(red, torch.tensor([[[0.0, 0.5, 0.99]]]), SimpleNamespace(aug_colour=0.5))
+    assert halved.flatten().tolist() == pytest.approx([2 / 3, 1 / 6, 1 / 6], abs=1e-6)
+    # Grey uniform below v/2 = 0.25: the channels' mean in every channel.
+    grey = random_colour(red, torch.tensor([[[1.0, 1.0, 0.2]]]), SimpleNamespace(aug_colour=0.5))
+    assert grey.flatten().tolist() == pytest.approx([1 / 3] * 3, abs=1e-6)
+    # Uniforms of 0.5 (and above the grey probability): the image itself; one channel: unchanged.
+    assert torch.allclose(random_colour(red, torch.tensor([[[0.5, 0.5, 0.9]]]), SimpleNamespace(aug_colour=0.4)), red)
+    digit = torch.rand(1, 1, 1, 4, 4)
+    assert torch.equal(random_colour(digit, torch.zeros(1, 1, 3), SimpleNamespace(aug_colour=0.4)), digit)
+
+
+def test_quarter_turns_turn_each_image_counter_clockwise_by_its_drawn_number_of_turns():
+    image = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 1, 2, 2).expand(1, 4, 1, 2, 2)
+    turned, turns = quarter_turns(image, torch.tensor([[0.1, 0.3, 0.6, 0.99]]))
+    assert turns.tolist() == [[0, 1, 2, 3]]
+    by_hand = [[[1, 2], [3, 4]], [[2, 4], [1, 3]], [[4, 3], [2, 1]], [[3, 1], [4, 2]]]
+    assert turned[0, :, 0].tolist() == by_hand
+
+
+def test_rotation_loss_is_the_heads_cross_entropy_at_the_drawn_turn():
+    # An encoder that flattens the 2x2 image and a head that reads its four pixels as the
+    # four logits: the logits of each turned image are its pixels, the target its turn.
+    model = SimpleNamespace(encoder=lambda x: x.flatten(-3), rotation_head=lambda z: z)
+    image = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 1, 2, 2).expand(1, 4, 1, 2, 2)
+    loss = rotation_loss(model, image, torch.tensor([[0.1, 0.3, 0.6, 0.99]]))
+    # Turn k's pixels (1 2 3 4, 2 4 1 3, 4 3 2 1, 3 1 4 2) at place k: 1, 4, 2, 2.
+    log_sum = math.log(sum(math.exp(v) for v in (1, 2, 3, 4)))
+    assert loss.shape == (1,)
+    assert loss.item() == pytest.approx(log_sum - (1 + 4 + 2 + 2) / 4, rel=1e-6)
+
+
 def test_flip_mirrors_the_images_whose_uniform_is_below_the_probability():
     images = torch.arange(8.0).view(1, 2, 1, 2, 2)
     flipped = random_flip(images, torch.tensor([[[0.2], [0.7]]]), SimpleNamespace(aug_flip=0.5))
@@ -147,12 +186,12 @@ def test_the_view_applies_every_transform_that_is_on_with_its_own_uniforms():
     """random_view draws the affine warp's 4 uniforms, then the jitter's 2; a transform whose
     options are all 0 is skipped and reads none."""
     image = torch.arange(16.0).view(1, 1, 1, 4, 4)
-    both = SimpleNamespace(aug_rotation=90, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0)
+    both = SimpleNamespace(aug_rotation=90, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0, aug_colour=0)
     assert view_uniforms(both) == 6
     uniforms = torch.tensor([[[1.0, 0.5, 0.5, 0.5, 0.5, 1.0]]])  # a quarter turn, brightness +0.5
     expected = torch.rot90(image[0, 0, 0], 1, (0, 1)) + 0.5
     assert torch.allclose(random_view(image, uniforms, both)[0, 0, 0], expected, atol=1e-5)
-    jitter_only = SimpleNamespace(aug_rotation=0, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0)
+    jitter_only = SimpleNamespace(aug_rotation=0, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0, aug_colour=0)
     assert view_uniforms(jitter_only) == 2
     assert torch.allclose(random_view(image, uniforms[..., 4:], jitter_only), image + 0.5)
 
@@ -294,7 +333,7 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
             "--self_label_from", "2",
             "--cn_binary_grad", "False", "--aug_crop", "0.3", "--contrastive", "1", "--proj_size", "8",
             "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1", "--cn_heads", "2",
-            "--clean_view", "True"]
+            "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3", "--rotation_pred", "1"]
 
 
 @pytest.mark.slow
@@ -377,3 +416,14 @@ def test_with_clean_view_the_binary_loss_reads_the_images_and_the_terms_an_augme
     assert is_an_image(seen[("True", 0)]).all()  # view 1: the images themselves, in each net's order
     assert not is_an_image(seen[("False", 0)]).any() and not is_an_image(seen[("True", 1)]).any()
     assert torch.equal(seen[("True", 1)], seen[("False", 1)])  # the same draws: view 2 unchanged
+
+
+def test_rotation_prediction_refuses_images_that_are_not_square():
+    from clustnet.errors import ClustNetError
+    from clustnet.options import parse_options
+    from clustnet.training import check_against_data
+    opts = parse_options(["--rotation_pred", "1"])
+    wide = SimpleNamespace(classes=list(range(10)), train_x=torch.zeros(2, 1, 28, 32))
+    with pytest.raises(ClustNetError, match="needs square images, not 28x32"):
+        check_against_data(opts, wide)
+    check_against_data(opts, SimpleNamespace(classes=list(range(10)), train_x=torch.zeros(2, 1, 28, 28)))

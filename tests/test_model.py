@@ -99,3 +99,39 @@ def test_a_weights_file_rebuilds_its_net_from_its_saved_config(tmp_path):
     assert rebuilt.config == config
     for name, tensor in model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[name], tensor), name
+
+
+def test_conv3bn_encoder_is_padded_convs_with_batch_norm_per_net():
+    # Each net of a stacked conv3bn encoder computes what torch's own layers compute for it
+    # alone: 3x3 padded conv, BatchNorm2d (batch statistics in training, updating the running
+    # ones that evaluation reads), 2x2 max-pool, ReLU; then the dense layer to z, ReLU.
+    opts = tiny_opts(enc_block="conv3bn", encnblayers=2)
+    encoder = ClustNet(2, ModelConfig.from_options(opts, (1, 12, 12))).encoder
+    encoder.reset_parameters([torch.Generator().manual_seed(s) for s in (1, 2)])
+    with torch.no_grad():
+        for weight, bias in zip(encoder.bn_weights, encoder.bn_biases):
+            weight.uniform_(0.5, 1.5), bias.uniform_(-0.5, 0.5)
+    images = torch.randn(2, 5, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+    assert encoder.feature_shape == (4, 3, 3)
+    for training in (True, False):
+        before = {name: buffer.clone() for name, buffer in encoder.named_buffers()}
+        z = encoder.train(training)(images)
+        for net in range(2):
+            x = images[net]
+            for block in range(2):
+                conv = torch.nn.Conv2d(x.shape[1], 2 * 2 ** block, 3, padding=1)
+                norm = torch.nn.BatchNorm2d(2 * 2 ** block).train(training)
+                with torch.no_grad():
+                    conv.weight.copy_(encoder.conv_weights[block][net])
+                    conv.bias.copy_(encoder.conv_biases[block][net])
+                    norm.weight.copy_(encoder.bn_weights[block][net])
+                    norm.bias.copy_(encoder.bn_biases[block][net])
+                    norm.running_mean.copy_(before[f"bn_mean{block}"][net])
+                    norm.running_var.copy_(before[f"bn_var{block}"][net])
+                x = torch.relu(torch.nn.functional.max_pool2d(norm(conv(x)), 2))
+            expected = torch.relu(x.flatten(1) @ encoder.dense.weight[net] + encoder.dense.bias[net])
+            assert torch.allclose(z[net], expected, atol=1e-5), (training, net)
+            # The running statistics moved (in training) as BatchNorm2d's did.
+            assert torch.allclose(encoder.bn_mean1[net], norm.running_mean, atol=1e-6)
+            assert torch.allclose(encoder.bn_var1[net], norm.running_var, atol=1e-6)
+    assert not torch.allclose(encoder.bn_mean0, torch.zeros_like(encoder.bn_mean0))

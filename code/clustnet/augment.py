@@ -115,3 +115,33 @@ def random_crop(images, uniforms, opts):
     """(N, B, C, H, W) images, (N, B, 4) uniforms -> a random crop of each, resized to the
     image's size (SimCLR's random resized crop; --aug_crop v: areas down to 1 - v)."""
     return warp(images, crop_matrices(uniforms.flatten(0, 1), 1 - opts.aug_crop))
+
+
+@view_transform(3, "aug_colour")
+def random_colour(images, uniforms, opts):
+    """(N, B, C, H, W) images, (N, B, 3) uniforms -> each colour image's hue rotated about the
+    grey axis by up to +-v/4 of a turn, its saturation scaled by a factor in [1 - v, 1 + v],
+    and, with probability v/2, the image made grey (SimCLR's colour distortion for CIFAR at
+    v = 0.4: hue +-0.1, saturation +-0.4, greyscale 0.2); v = --aug_colour. Per pixel, the
+    grey is the mean of the (normalised) channels and the chroma what is left; the rotation
+    turns the chroma about (1, 1, 1). Images with one channel have no colour: unchanged."""
+    if images.shape[-3] != 3:
+        return images
+    signed = 2 * uniforms - 1
+    angle = (signed[..., 1] * opts.aug_colour * math.pi / 2).view(*uniforms.shape[:2], 1, 1, 1)
+    saturation = ((1 + signed[..., 0] * opts.aug_colour).clamp_min(0) * (uniforms[..., 2] >= opts.aug_colour / 2))
+    grey = images.mean(dim=-3, keepdim=True)
+    chroma = images - grey
+    red, green, blue = chroma.unbind(-3)
+    cross = torch.stack([blue - green, red - blue, green - red], dim=-3) / math.sqrt(3)  # (1, 1, 1)/sqrt(3) x chroma
+    turned = torch.cos(angle) * chroma + torch.sin(angle) * cross
+    return grey + saturation.view(*uniforms.shape[:2], 1, 1, 1) * turned
+
+
+def quarter_turns(images, uniforms):
+    """(N, B, C, H, W) square images, (N, B) uniforms -> each image turned counter-clockwise
+    by k quarter-turns, k = floor(4 u) in 0..3 (RotNet's four rotations), and k (N, B)."""
+    turns = (uniforms * 4).long().clamp(0, 3)
+    turned = torch.stack([images.rot90(k, (-2, -1)) for k in range(4)])  # (4, N, B, C, H, W)
+    index = turns.view(1, *turns.shape, 1, 1, 1).expand(1, *images.shape)
+    return turned.gather(0, index).squeeze(0), turns

@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .augment import quarter_turns
+
 TINY = 1e-12
 
 
@@ -268,6 +270,16 @@ def clustnet_loss_parts(out, second, targets, opts, epoch=None):
     binary = nll(out.log_probs, targets)
     values = gate_term_values(out, second, targets, opts)
     return binary + weighted_sum(values, opts, torch.zeros_like(binary), epoch), {"binary": binary, **values}
+
+
+def rotation_loss(model, images, uniforms):
+    """RotNet's term (Gidaris et al. 2018), (N,): the mean over the images of the rotation
+    head's cross-entropy at telling which quarter-turn each image was given (augment.py's
+    quarter_turns, k from its uniform in `uniforms` (N, B)). Only the encoder and the head
+    learn from it: the CN and the DNs do not read the turned images."""
+    turned, turns = quarter_turns(images, uniforms)
+    logits = model.rotation_head(model.encoder(turned))
+    return nll(F.log_softmax(logits, dim=-1), turns)
 
 
 def smallest_loss_experts(experts, targets):

@@ -38,6 +38,8 @@ class ModelConfig:
     proj_size: int = 0  # output of the projection head on z that --contrastive reads
     overclust: int = 0  # outputs of the auxiliary over-clustering head that --overclust_iic reads
     cn_heads: int = 1  # CN heads, each with its own DNs (--cn_heads; SCAN's heads)
+    enc_block: str = "conv5"  # the encoder's conv block (ENCODER_BLOCKS)
+    rotation_pred: float = 0.0  # > 0: the RotNet head on z exists (its weight is the loss's)
 
     @classmethod
     def from_options(cls, opts, image_shape):
@@ -92,22 +94,37 @@ class StackedMLP(nn.Module):
         return self.layer_outputs(x)[-1]
 
 
-class Encoder(nn.Module):
-    """`n_blocks` of (5x5 valid conv, ReLU, 2x2 max-pool), then a dense layer to z, ReLU.
+# The encoder's conv blocks: (kernel size, padding, batch norm). conv5 is the published
+# block; conv3bn keeps the map's size through the conv, so three blocks fit a 28x28 image.
+ENCODER_BLOCKS = {"conv5": (5, 0, False), "conv3bn": (3, 1, True)}
 
-    The nets' channels sit side by side in one grouped convolution: (B, N*C, H, W)."""
+
+class Encoder(nn.Module):
+    """`n_blocks` of (conv, [batch norm], 2x2 max-pool, ReLU), then a dense layer to z, ReLU.
+
+    The nets' channels sit side by side in one grouped convolution: (B, N*C, H, W); the
+    batch norm of conv3bn normalises each channel of each net on its own, so the nets of a
+    --seeds run stay independent (its weights and running statistics are held (N, C))."""
 
     def __init__(self, n_nets, config):
         super().__init__()
         image_shape, n_blocks, n_filters = config.image_shape, config.encnblayers, config.encnbfilters
+        self.kernel, self.padding, batch_norm = ENCODER_BLOCKS[config.enc_block]
         channels, height, width = image_shape
         self.n_nets = n_nets
         self.conv_weights, self.conv_biases = nn.ParameterList(), nn.ParameterList()
+        self.bn_weights, self.bn_biases = nn.ParameterList(), nn.ParameterList()
+        shrink = self.kernel - 1 - 2 * self.padding
         for block in range(n_blocks):
             out = n_filters * 2 ** block
-            self.conv_weights.append(nn.Parameter(torch.empty(n_nets, out, channels, 5, 5)))
+            self.conv_weights.append(nn.Parameter(torch.empty(n_nets, out, channels, self.kernel, self.kernel)))
             self.conv_biases.append(nn.Parameter(torch.empty(n_nets, out)))
-            channels, height, width = out, (height - 4) // 2, (width - 4) // 2
+            if batch_norm:
+                self.bn_weights.append(nn.Parameter(torch.empty(n_nets, out)))
+                self.bn_biases.append(nn.Parameter(torch.empty(n_nets, out)))
+                self.register_buffer(f"bn_mean{block}", torch.zeros(n_nets, out))
+                self.register_buffer(f"bn_var{block}", torch.ones(n_nets, out))
+            channels, height, width = out, (height - shrink) // 2, (width - shrink) // 2
             if height < 1 or width < 1:
                 raise ValueError(f"{n_blocks} conv blocks shrink a {image_shape[1]}x{image_shape[2]} "
                                  "image to nothing")
@@ -117,7 +134,20 @@ class Encoder(nn.Module):
     def reset_parameters(self, generators):
         for weight, bias in zip(self.conv_weights, self.conv_biases):
             uniform_init([weight, bias], weight[0, 0].numel(), generators)
+        with torch.no_grad():
+            for block, (weight, bias) in enumerate(zip(self.bn_weights, self.bn_biases)):
+                weight.fill_(1), bias.zero_()
+                getattr(self, f"bn_mean{block}").zero_(), getattr(self, f"bn_var{block}").fill_(1)
         self.dense.reset_parameters(generators)
+
+    def normalise(self, x, block):
+        """Batch norm of block `block` over the (B, N*C, H, W) maps; in training it updates the
+        running statistics (views of the (N, C) buffers) that evaluation reads."""
+        if not self.bn_weights:
+            return x
+        mean, var = getattr(self, f"bn_mean{block}"), getattr(self, f"bn_var{block}")
+        return F.batch_norm(x, mean.view(-1), var.view(-1), self.bn_weights[block].flatten(),
+                            self.bn_biases[block].flatten(), self.training, 0.1, 1e-5)
 
     def feature_maps(self, x):
         """(N, B, C, H, W) images -> list of each block's activations, (B, N*C', H', W').
@@ -127,8 +157,9 @@ class Encoder(nn.Module):
         n_nets, batch, _, height, width = x.shape
         x = x.permute(1, 3, 4, 0, 2).reshape(batch, height, width, -1).permute(0, 3, 1, 2)
         maps = []
-        for weight, bias in zip(self.conv_weights, self.conv_biases):
-            x = F.conv2d(x, weight.flatten(0, 1), bias.flatten(), groups=n_nets)
+        for block, (weight, bias) in enumerate(zip(self.conv_weights, self.conv_biases)):
+            x = F.conv2d(x, weight.flatten(0, 1), bias.flatten(), padding=self.padding, groups=n_nets)
+            x = self.normalise(x.contiguous(memory_format=FEATURE_MAP_FORMAT), block)
             # Pooling before the ReLU (the same values: ReLU is monotonic) does the ReLU
             # and its backward on a quarter of the elements.
             x = F.relu(F.max_pool2d(x.contiguous(memory_format=FEATURE_MAP_FORMAT), 2))
@@ -259,9 +290,11 @@ class ClustNet(nn.Module):
         self.projection = StackedMLP(n_nets, [z_size, z_size, config.proj_size]) if config.proj_size else None
         self.over_head = StackedMLP(n_nets, [z_size, config.clhidd_repr_size, config.overclust]) \
             if config.overclust else None
+        # RotNet's head: which quarter-turn an image was given (read by losses.rotation_loss only).
+        self.rotation_head = StackedMLP(n_nets, [z_size, z_size, 4]) if config.rotation_pred else None
 
     def heads(self):
-        return [head for head in (self.projection, self.over_head) if head is not None]
+        return [head for head in (self.projection, self.over_head, self.rotation_head) if head is not None]
 
     def reset_parameters(self, generators):
         # The heads last: without them a net's initial weights are what they were before.

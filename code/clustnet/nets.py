@@ -28,7 +28,7 @@ def build_nets(kind, image_shape, opts, generators, initialise_from_files=True):
     try:
         model = build_model(kind, len(generators), ModelConfig.from_options(opts, image_shape))
     except ValueError as error:
-        raise ClustNetError(f"--encnblayers {opts.encnblayers}: {error}") from None
+        raise ClustNetError(f"--encnblayers {opts.encnblayers} --enc_block {opts.enc_block}: {error}") from None
     model.reset_parameters(generators)
     if initialise_from_files:
         initialise(model, kind, opts, generators)

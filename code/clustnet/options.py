@@ -93,7 +93,10 @@ OPTION_TABLE = [
                                "(results/X/*_val.csv, the metrics log); the same images whatever the seed",
            minimum=0),
     "Architecture",
-    Option("encnblayers", int, 2, "conv blocks in the shared encoder (5x5 conv, ReLU, 2x2 max-pool)", minimum=1),
+    Option("encnblayers", int, 2, "conv blocks in the shared encoder (conv, ReLU, 2x2 max-pool)", minimum=1),
+    Option("enc_block", str, "conv5", "the encoder's conv block: conv5 (published: 5x5 valid conv) or conv3bn "
+                                      "(3x3 padded conv and batch norm: the map keeps its size, so deeper "
+                                      "encoders fit small images)", choices=("conv5", "conv3bn")),
     Option("encnbfilters", int, 16, "filters of the first conv block; each next block doubles them", minimum=1),
     Option("enchidd_repr_size", int, 64, "size of the encoder's output representation z", minimum=1),
     Option("clust", int, 5, "number of detecting networks (experts), the CN's output size", minimum=1),
@@ -120,6 +123,10 @@ OPTION_TABLE = [
                                      "image's mean) and brightness (+- v, in standard deviations)", minimum=0.0),
     Option("aug_crop", float, 0.0, "augmentation: a random crop of area 1 - v to 1 of the image's, aspect ratio "
                                    "3/4 to 4/3, resized to the image's size (SimCLR's random resized crop)",
+           minimum=0.0),
+    Option("aug_colour", float, 0.0, "augmentation of colour images: hue rotated by up to +- v/4 of a turn, "
+                                     "saturation scaled by [1 - v, 1 + v], grey with probability v/2 "
+                                     "(SimCLR's colour distortion; no effect on one-channel images)",
            minimum=0.0),
     Option("clean_view", parse_bool, False, "True: view 1 is the image itself, not augmented (the binary loss, "
                                             "the gate's choice and the training scores read it); the terms "
@@ -150,6 +157,9 @@ OPTION_TABLE = [
            positive=True),
     Option("proj_size", int, 0, "--contrastive: output size of the projection head on z (one hidden layer "
                                 "of z's size); 0: no head, the NT-Xent on z itself", minimum=0),
+    Option("rotation_pred", float, 0.0, "weight of RotNet's term: each training image turned by a random "
+                                        "quarter-turn, a head on z (one hidden layer) predicts which of the four "
+                                        "(cross-entropy); trains the encoder only (square images)", minimum=0.0),
     Option("overclust", int, 0, "outputs of an auxiliary over-clustering head on z (IIC; more than --clust), "
                                 "read by --overclust_iic only; 0: no head", minimum=0),
     Option("overclust_iic", float, 0.0, "weight of --iic's mutual information on the over-clustering head's "

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ClustNetError
 from .model import Encoder, Experts, StackedLinear, expert_sizes, uniform_init
 
 
@@ -36,6 +37,8 @@ class Decoder(nn.Module):
 
     def __init__(self, encoder, image_shape, repr_size):
         super().__init__()
+        if encoder.bn_weights:
+            raise ClustNetError("--pretrain_cae mirrors the published encoder only: use --enc_block conv5")
         self.n_nets = n_nets = encoder.n_nets
         self.feature_shape = encoder.feature_shape
         self.dense = StackedLinear(n_nets, repr_size, int(torch.Size(encoder.feature_shape).numel()))

@@ -22,7 +22,7 @@ from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .augment import random_view, view_uniforms
 from .layout import CLUSTNET, METRICS_ACCURACIES, Experiment
-from .losses import active_term_options, clustnet_loss_parts, needs_second_view, nll, scheduled_value, \
+from .losses import active_term_options, clustnet_loss_parts, needs_second_view, nll, rotation_loss, scheduled_value, \
     separated_cn_loss, warming_up
 from .model import needs_noise, select_heads, unfold_heads
 from .options import options_ini
@@ -182,6 +182,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     views = draw_views(generators, n_images, opts, device)
     separated = opts.clu_train_mode == "separated"
     cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
+    turns = uniform_noise(generators, n_images, 1, device)[..., 0] if opts.rotation_pred else None
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
     second_view = views is not None and needs_second_view(opts)
     terms = active_term_options(opts)
@@ -191,6 +192,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     def step_loss(view, index, batch, phase):
         batch_targets = targets[index]
         out = model.outputs(view(0), noise[:, batch])
+        kept = (out.log_probs, out.probs)
         if separated and phase == 0:  # the CN's turn: its hard-EM target
             losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
             binary = nll(out.log_probs, batch_targets)
@@ -202,8 +204,11 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
             else:
                 losses, parts = per_net(*clustnet_loss_parts(out, second, batch_targets.repeat_interleave(
                     n_heads, 0), opts, epoch), opts)
-                return losses, parts, (unfold_heads(out.log_probs, n_heads), unfold_heads(out.probs, n_heads))
-        return losses, parts, (out.log_probs, out.probs)
+                kept = (unfold_heads(out.log_probs, n_heads), unfold_heads(out.probs, n_heads))
+        if turns is not None:  # RotNet's term: one more encoder pass, on the turned images
+            parts["rotation_pred"] = rotation_loss(model, view(0), turns[:, batch])
+            losses = losses + opts.rotation_pred * parts["rotation_pred"]
+        return losses, parts, kept
 
     (log_probs, cluster_probs), losses, parts = train_pass(model, optimisers, images, order, views, opts, epoch,
                                                            step_loss)
@@ -277,6 +282,10 @@ def check_against_data(opts, data, kind=CLUSTNET):
     if kind == CLUSTNET and opts.clust > smallest:
         raise ClustNetError(f"--clust {opts.clust} is larger than the number of classes in a group "
                             f"({n_pos} positive, {n_classes - n_pos} negative)")
+    height, width = data.train_x.shape[-2:]
+    if kind == CLUSTNET and opts.rotation_pred and height != width:
+        raise ClustNetError(f"--rotation_pred turns the images by quarter-turns: it needs square images, "
+                            f"not {height}x{width}")
 
 
 def net_ini(opts, seed, ind_id, runs):
@@ -350,9 +359,13 @@ def clustnet_evaluate(run, split):
     return evaluate(run.model, images, binary_targets(labels, run.opts.pos_classes), run.generators, run.opts)
 
 
-CLUSTNET_MODE = Mode("nets", clustnet_train, clustnet_evaluate, clustnet_report,
-                     lambda opts: ["binary", *active_term_options(opts), *head_parts(opts)], METRICS_ACCURACIES,
-                     clustnet_pictures)
+def clustnet_step_terms(opts):
+    """The parts of ClustNet's training loss, as train_epoch names them."""
+    return ["binary", *active_term_options(opts), *head_parts(opts), *(["rotation_pred"] if opts.rotation_pred else [])]
+
+
+CLUSTNET_MODE = Mode("nets", clustnet_train, clustnet_evaluate, clustnet_report, clustnet_step_terms,
+                     METRICS_ACCURACIES, clustnet_pictures)
 
 
 def train(opts, kind, mode, resume=None, argv=None):
