@@ -184,7 +184,7 @@ BAD_INPUTS = [
     ("image folder, unequal classes", lambda t, m, f: ["--dataset", unequal_classes(f)],
      r"train/ and test/ have different classes"),
     ("encoder too deep for the images", lambda t, m, f: ["--data_dir", m, "--encnblayers", "4"],
-     r"--encnblayers 4: 4 conv blocks shrink a 28x28 image to nothing"),
+     r"--encnblayers 4 --enc_block conv5: 4 conv blocks shrink a 28x28 image to nothing"),
     ("weights file that is not one", lambda t, m, f: ["--data_dir", m, "--init_enc", write(t / "w", "text")],
      r"is not a ClustNet weights file"),
     ("weights file that is absent", lambda t, m, f: ["--data_dir", m, "--init_clu", str(t / "none")],
