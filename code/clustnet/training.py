@@ -191,7 +191,8 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
 
     def step_loss(view, index, batch, phase):
         batch_targets = targets[index]
-        out = model.outputs(view(0), noise[:, batch])
+        first = view(0)  # warped once: the rotation term turns the same view
+        out = model.outputs(first, noise[:, batch])
         kept = (out.log_probs, out.probs)
         if separated and phase == 0:  # the CN's turn: its hard-EM target
             losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
@@ -206,7 +207,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
                     n_heads, 0), opts, epoch), opts)
                 kept = (unfold_heads(out.log_probs, n_heads), unfold_heads(out.probs, n_heads))
         if turns is not None:  # RotNet's term: one more encoder pass, on the turned images
-            parts["rotation_pred"] = rotation_loss(model, view(0), turns[:, batch])
+            parts["rotation_pred"] = rotation_loss(model, first, turns[:, batch])
             losses = losses + opts.rotation_pred * parts["rotation_pred"]
         return losses, parts, kept
 
