@@ -164,9 +164,9 @@ def test_quarter_turns_turn_each_image_counter_clockwise_by_its_drawn_number_of_
 
 
 def test_rotation_loss_is_the_heads_cross_entropy_at_the_drawn_turn():
-    # An encoder that flattens the 2x2 image and a head that reads its four pixels as the
-    # four logits: the logits of each turned image are its pixels, the target its turn.
-    model = SimpleNamespace(encoder=lambda x: x.flatten(-3), rotation_head=lambda z: z)
+    # A head that reads the 2x2 image's four pixels as the four logits: the logits of each
+    # turned image are its pixels, the target its turn.
+    model = SimpleNamespace(rotation_logits=lambda x: x.flatten(-3))
     image = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 1, 2, 2).expand(1, 4, 1, 2, 2)
     loss = rotation_loss(model, image, torch.tensor([[0.1, 0.3, 0.6, 0.99]]))
     # Turn k's pixels (1 2 3 4, 2 4 1 3, 4 3 2 1, 3 1 4 2) at place k: 1, 4, 2, 2.
@@ -333,7 +333,8 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
             "--self_label_from", "2",
             "--cn_binary_grad", "False", "--aug_crop", "0.3", "--contrastive", "1", "--proj_size", "8",
             "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1", "--cn_heads", "2",
-            "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3", "--rotation_pred", "1"]
+            "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3", "--rotation_pred", "1",
+            "--rotation_reads", "maps"]
 
 
 @pytest.mark.slow
@@ -427,3 +428,19 @@ def test_rotation_prediction_refuses_images_that_are_not_square():
     with pytest.raises(ClustNetError, match="needs square images, not 28x32"):
         check_against_data(opts, wide)
     check_against_data(opts, SimpleNamespace(classes=list(range(10)), train_x=torch.zeros(2, 1, 28, 28)))
+
+
+def test_rotation_head_on_the_maps_trains_the_conv_blocks_and_not_z():
+    # --rotation_reads maps: on 28x28 images the published encoder's last block holds 32 maps
+    # of 4x4 ((28 - 4) / 2 = 12, (12 - 4) / 2 = 4), the head's input; the dense layer to z
+    # gets no gradient from the term, the conv blocks do. Reading z, the dense layer learns too.
+    from clustnet.model import ClustNet
+    from clustnet.options import parse_options
+    for reads, z_learns in (("maps", False), ("z", True)):
+        opts = parse_options(["--rotation_pred", "1", "--rotation_reads", reads])
+        model = ClustNet(1, ModelConfig.from_options(opts, (1, 28, 28)))
+        model.reset_parameters([torch.Generator().manual_seed(0)])
+        assert model.rotation_head.layers[0].weight.shape[1] == (32 * 4 * 4 if reads == "maps" else 64)
+        rotation_loss(model, torch.rand(1, 8, 1, 28, 28), torch.rand(1, 8)).sum().backward()
+        assert (model.encoder.dense.weight.grad is not None) == z_learns
+        assert model.encoder.conv_weights[0].grad.abs().sum() > 0

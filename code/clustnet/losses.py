@@ -278,7 +278,7 @@ def rotation_loss(model, images, uniforms):
     quarter_turns, k from its uniform in `uniforms` (N, B)). Only the encoder and the head
     learn from it: the CN and the DNs do not read the turned images."""
     turned, turns = quarter_turns(images, uniforms)
-    logits = model.rotation_head(model.encoder(turned))
+    logits = model.rotation_logits(turned)
     return nll(F.log_softmax(logits, dim=-1), turns)
 
 

@@ -39,7 +39,8 @@ class ModelConfig:
     overclust: int = 0  # outputs of the auxiliary over-clustering head that --overclust_iic reads
     cn_heads: int = 1  # CN heads, each with its own DNs (--cn_heads; SCAN's heads)
     enc_block: str = "conv5"  # the encoder's conv block (ENCODER_BLOCKS)
-    rotation_pred: float = 0.0  # > 0: the RotNet head on z exists (its weight is the loss's)
+    rotation_pred: float = 0.0  # > 0: the RotNet head exists (its weight is the loss's)
+    rotation_reads: str = "z"  # what the RotNet head reads: z or the last conv block's maps
 
     @classmethod
     def from_options(cls, opts, image_shape):
@@ -166,11 +167,13 @@ class Encoder(nn.Module):
             maps.append(x)
         return maps
 
+    def flat_features(self, x):
+        """(N, B, C, H, W) images -> (N, B, C' H' W') the last block's maps, flattened per net."""
+        return self.feature_maps(x)[-1].reshape(x.shape[1], self.n_nets, -1).transpose(0, 1)
+
     def forward(self, x):
         """(N, B, C, H, W) images -> (N, B, repr_size) representations z."""
-        batch = x.shape[1]
-        features = self.feature_maps(x)[-1].reshape(batch, self.n_nets, -1).transpose(0, 1)
-        return F.relu(self.dense(features))
+        return F.relu(self.dense(self.flat_features(x)))
 
 
 def expert_sizes(config):
@@ -290,8 +293,10 @@ class ClustNet(nn.Module):
         self.projection = StackedMLP(n_nets, [z_size, z_size, config.proj_size]) if config.proj_size else None
         self.over_head = StackedMLP(n_nets, [z_size, config.clhidd_repr_size, config.overclust]) \
             if config.overclust else None
-        # RotNet's head: which quarter-turn an image was given (read by losses.rotation_loss only).
-        self.rotation_head = StackedMLP(n_nets, [z_size, z_size, 4]) if config.rotation_pred else None
+        # RotNet's head: which quarter-turn an image was given (read by losses.rotation_loss only),
+        # from z or from the conv maps before the dense layer (then z is left to the gate's terms).
+        rotation_in = math.prod(self.encoder.feature_shape) if config.rotation_reads == "maps" else z_size
+        self.rotation_head = StackedMLP(n_nets, [rotation_in, z_size, 4]) if config.rotation_pred else None
 
     def heads(self):
         return [head for head in (self.projection, self.over_head, self.rotation_head) if head is not None]
@@ -313,6 +318,12 @@ class ClustNet(nn.Module):
         projection = None if self.projection is None else self.projection(z)
         over_probs = None if self.over_head is None else F.softmax(self.over_head(z), dim=-1)
         return projection, over_probs
+
+    def rotation_logits(self, x):
+        """(N, B, C, H, W) images -> (N, B, 4) the RotNet head's logits, read from z or, with
+        --rotation_reads maps, from the last conv block's maps."""
+        reads_maps = self.config.rotation_reads == "maps"
+        return self.rotation_head(self.encoder.flat_features(x) if reads_maps else self.encoder(x))
 
     def folds_heads(self):
         """Whether the outputs come with every CN head folded into the net axis (N * H, ...)."""

@@ -160,6 +160,9 @@ OPTION_TABLE = [
     Option("rotation_pred", float, 0.0, "weight of RotNet's term: each training image turned by a random "
                                         "quarter-turn, a head on z (one hidden layer) predicts which of the four "
                                         "(cross-entropy); trains the encoder only (square images)", minimum=0.0),
+    Option("rotation_reads", str, "z", "--rotation_pred: what its head reads: z, or maps (the last conv "
+                                       "block's maps, flattened: the term then trains the conv blocks only)",
+           choices=("z", "maps")),
     Option("overclust", int, 0, "outputs of an auxiliary over-clustering head on z (IIC; more than --clust), "
                                 "read by --overclust_iic only; 0: no head", minimum=0),
     Option("overclust_iic", float, 0.0, "weight of --iic's mutual information on the over-clustering head's "
