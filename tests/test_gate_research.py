@@ -11,7 +11,8 @@ import torch
 from clustnet.augment import (affine_matrices, quarter_turns, random_affine, random_colour, random_flip, random_jitter,
                               random_view, view_uniforms)
 from clustnet.losses import (gate_terms, group_balance, group_mutual_information, neighbour_disagreement,
-                             rotation_loss, scheduled_value, self_labelling, separated_cn_loss, smallest_loss_experts)
+                             equipartitioned, rotation_loss, scheduled_value, self_labelling, separated_cn_loss,
+                             smallest_loss_experts, swapped_equipartition)
 from clustnet.model import GateOutputs, ModelConfig
 
 LOG2 = math.log(2)
@@ -333,7 +334,8 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
             "--self_label_from", "2",
             "--cn_binary_grad", "False", "--aug_crop", "0.3", "--contrastive", "1", "--proj_size", "8",
             "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1", "--cn_heads", "2",
-            "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3", "--rotation_pred", "1"]
+            "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3", "--rotation_pred", "1",
+            "--sinkhorn", "1", "--sinkhorn_temp", "0.5"]
 # RotNet's head on the maps, with the terms that read the gate continuously. Not with --neighbours:
 # its nearest neighbour in z is an argmin, and with the rotation term off z a tiny net's z holds
 # near ties that the grouped convolution's last-bit rounding (nets side by side or alone) flips.
@@ -374,6 +376,33 @@ def test_self_labelling_uses_the_confident_choices_of_the_other_view_only():
     expected = -(math.log(0.75) + math.log(0.8)) / 2
     assert one_net(self_labelling, probs, other, None, self_label_threshold=0.99) == pytest.approx(expected, rel=1e-6)
     assert one_net(self_labelling, probs, other, None, self_label_threshold=0.9999) == 0
+
+
+def test_equipartition_fills_every_dn_equally_within_each_group():
+    # Group 0 holds images 0 and 1, p = (.8, .2) and (.6, .4): the 2x2 matrix with rows and
+    # columns summing to 1 and the cross ratio of p, q11 q22 / (q12 q21) = (.8 * .4) / (.2 * .6)
+    # = 8/3, is [[a, 1 - a], [1 - a, a]] with a / (1 - a) = sqrt(8/3). From p ** 2 (temperature
+    # 1/2) the cross ratio is (8/3) ** 2, so a / (1 - a) = 8/3, a = 8/11. Image 2, alone in
+    # group 1, fills both DNs of its group: (.5, .5) whatever its p.
+    probs = torch.tensor([[0.8, 0.2], [0.6, 0.4], [0.9, 0.1]])
+    targets = torch.tensor([0, 0, 1])
+    for temp, ratio in ((1.0, math.sqrt(8 / 3)), (0.5, 8 / 3)):
+        a = ratio / (1 + ratio)
+        expected = torch.tensor([[a, 1 - a], [1 - a, a], [0.5, 0.5]])
+        assert torch.allclose(equipartitioned(probs, targets, temp), expected, atol=1e-4), temp
+
+
+def test_swapped_equipartition_is_each_views_cross_entropy_with_the_others_targets():
+    # Two images of group 1, K = 2. View 1: (.8, .2), (.6, .4), whose targets are
+    # [[a, 1 - a], [1 - a, a]] (the test above); view 2: (.5, .5) and (.5, .5), whose targets are
+    # the same (.5, .5). Term: (CE of view 2 with view 1's targets: log 2 for each image
+    # + CE of view 1 with (.5, .5): -(log .8 + log .2) / 2 and -(log .6 + log .4) / 2, averaged) / 2.
+    probs = torch.tensor([[0.8, 0.2], [0.6, 0.4]])
+    other = torch.full((2, 2), 0.5)
+    view_1 = -(math.log(0.8) + math.log(0.2) + math.log(0.6) + math.log(0.4)) / 4
+    expected = (math.log(2) + view_1) / 2
+    value = one_net(swapped_equipartition, probs, other, torch.tensor([1, 1]), sinkhorn_temp=1.0)
+    assert value == pytest.approx(expected, rel=1e-5)
 
 
 def test_self_labelling_counts_from_its_start_epoch_on_and_is_logged_before():

@@ -149,6 +149,42 @@ def self_labelling(out, second, targets, opts):
     return (cross_entropy * confident).sum() / confident.sum().clamp_min(1)
 
 
+@gate_term("sinkhorn", second_view=True)
+def swapped_equipartition(out, second, targets, opts):
+    """SwAV's swapped prediction (Caron et al. 2020) within each group: the targets of one view
+    are its p made to fill every DN equally over the group's images of the batch (Sinkhorn-Knopp,
+    on p ** (1 / --sinkhorn_temp), detached), and the other view's log p must predict them; the
+    mean of the two directions' cross-entropies. Unlike --group_divers, whose push fades as the
+    group's mean p nears uniform, the targets move the least sure images of a DN that holds more
+    than its share to the DNs that hold less."""
+    first = equipartitioned(out.probs.detach(), targets, opts.sinkhorn_temp)
+    other = equipartitioned(second.probs.detach(), targets, opts.sinkhorn_temp)
+    return (soft_cross_entropy(second.probs, first) + soft_cross_entropy(out.probs, other)) / 2
+
+
+SINKHORN_ITERATIONS = 10
+OUTSIDE = -1e4  # a log-weight that counts as 0 next to any image's
+
+
+def equipartitioned(probs, targets, temp, iterations=SINKHORN_ITERATIONS):
+    """(B, K) distributions, (B,) binary targets -> (B, K) the closest distributions (Sinkhorn-Knopp
+    on probs ** (1 / temp), in log space) whose sum over each group's images is the same for
+    every DN: each image's row sums to 1, each DN's column within a group to the group's size / K."""
+    masks = group_masks(targets).T.unsqueeze(-1) > 0  # (2, B, 1)
+    n_experts = probs.shape[-1]
+    share = torch.log(masks.sum(dim=1, keepdim=True).clamp_min(1) / n_experts)  # (2, 1, 1)
+    log_q = (torch.log(probs.clamp_min(TINY)) / temp).unsqueeze(0).masked_fill(~masks, OUTSIDE)
+    for _ in range(iterations):
+        log_q = (log_q - torch.logsumexp(log_q, dim=1, keepdim=True) + share).masked_fill(~masks, OUTSIDE)
+        log_q = log_q - torch.logsumexp(log_q, dim=2, keepdim=True)
+    return (torch.exp(log_q) * masks).sum(dim=0)
+
+
+def soft_cross_entropy(probs, target_probs):
+    """The mean over the images of -sum_k q_k log p_k."""
+    return -(target_probs * torch.log(probs.clamp_min(TINY))).sum(dim=-1).mean()
+
+
 @gate_term("contrastive", second_view=True, representation=True)
 def view_contrast(out, second, targets, opts):
     """SimCLR's NT-Xent (Chen et al. 2020) between the projections of the two views (z itself

@@ -147,6 +147,12 @@ OPTION_TABLE = [
                                                 "becomes a target", minimum=0.0),
     Option("self_label_from", int, 1, "--self_label: the first epoch at which it counts (SCAN's third stage, "
                                       "once the clusters have formed); before, it is only logged", minimum=1),
+    Option("sinkhorn", float, 0.0, "weight of SwAV's swapped prediction within each binary group: each view's "
+                                   "p, made by Sinkhorn-Knopp to fill every DN equally over the group's images "
+                                   "of the batch, is the target of the other view's p (cross-entropy)",
+           minimum=0.0),
+    Option("sinkhorn_temp", float, 1.0, "--sinkhorn: the targets are made from p ** (1 / T): below 1 sharper",
+           positive=True),
     Option("group_divers", float, 0.0, "weight of the entropy of the mean p within each binary group of the "
                                        "batch, subtracted from the loss (a balanced use of the DNs per group)",
            minimum=0.0),
