@@ -335,7 +335,8 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
             "--cn_binary_grad", "False", "--aug_crop", "0.3", "--contrastive", "1", "--proj_size", "8",
             "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1", "--cn_heads", "2",
             "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3", "--rotation_pred", "1",
-            "--sinkhorn", "1", "--sinkhorn_temp", "0.5"]
+            "--sinkhorn", "1", "--sinkhorn_temp", "0.5", "--sinkhorn_from", "2", "--group_divers_until", "1",
+            "--sinkhorn_iters", "3"]
 # RotNet's head on the maps, with the terms that read the gate continuously. Not with --neighbours:
 # its nearest neighbour in z is an argmin, and with the rotation term off z a tiny net's z holds
 # near ties that the grouped convolution's last-bit rounding (nets side by side or alone) flips.
@@ -389,7 +390,15 @@ def test_equipartition_fills_every_dn_equally_within_each_group():
     for temp, ratio in ((1.0, math.sqrt(8 / 3)), (0.5, 8 / 3)):
         a = ratio / (1 + ratio)
         expected = torch.tensor([[a, 1 - a], [1 - a, a], [0.5, 0.5]])
-        assert torch.allclose(equipartitioned(probs, targets, temp), expected, atol=1e-4), temp
+        assert torch.allclose(equipartitioned(probs, targets, temp, 10), expected, atol=1e-4), temp
+
+
+def test_one_sinkhorn_iteration_divides_by_the_dns_sums_then_normalises_each_image():
+    # Group 0: p = (.8, .2), (.6, .4); the DNs' sums 1.4 and .6, each DN's share 1: (4/7, 1/3) and
+    # (3/7, 2/3), rows normalised: (12/19, 7/19) and (9/23, 14/23).
+    probs = torch.tensor([[0.8, 0.2], [0.6, 0.4]])
+    expected = torch.tensor([[12 / 19, 7 / 19], [9 / 23, 14 / 23]])
+    assert torch.allclose(equipartitioned(probs, torch.tensor([0, 0]), 1.0, 1), expected, atol=1e-6)
 
 
 def test_swapped_equipartition_is_each_views_cross_entropy_with_the_others_targets():
@@ -401,7 +410,7 @@ def test_swapped_equipartition_is_each_views_cross_entropy_with_the_others_targe
     other = torch.full((2, 2), 0.5)
     view_1 = -(math.log(0.8) + math.log(0.2) + math.log(0.6) + math.log(0.4)) / 4
     expected = (math.log(2) + view_1) / 2
-    value = one_net(swapped_equipartition, probs, other, torch.tensor([1, 1]), sinkhorn_temp=1.0)
+    value = one_net(swapped_equipartition, probs, other, torch.tensor([1, 1]), sinkhorn_temp=1.0, sinkhorn_iters=10)
     assert value == pytest.approx(expected, rel=1e-5)
 
 
@@ -422,6 +431,33 @@ def test_self_labelling_counts_from_its_start_epoch_on_and_is_logged_before():
         loss, parts = clustnet_loss_parts(out, second, targets, opts, epoch)
         assert loss.item() == pytest.approx(expected, rel=1e-6), epoch
         assert parts["self_label"].item() == pytest.approx(term, rel=1e-6)
+
+
+def test_sinkhorn_takes_over_from_the_balance_at_its_epochs():
+    # Two images of group 1, K = 2, view 1 (.8, .2), (.6, .4), view 2 (.5, .5) twice: the
+    # balance is the entropy of the mean p (.7, .3); the Sinkhorn term is the value of
+    # test_swapped_equipartition_... With --group_divers_until 2 --sinkhorn_from 3 the loss is
+    # log 2 - 5 H(.7, .3) at epochs 1-2 and log 2 + the Sinkhorn term from epoch 3 on; both are logged.
+    from clustnet.losses import clustnet_loss_parts
+    from clustnet.options import parse_options
+    probs = torch.tensor([[[0.8, 0.2], [0.6, 0.4]]])
+    other = torch.full((1, 2, 2), 0.5)
+    half = torch.log(torch.full((1, 2, 2), 0.5))
+    out, second = (GateOutputs(half, p, p.log(), None, None, None) for p in (probs, other))
+    targets = torch.tensor([[1, 1]])
+    opts = parse_options(["--group_divers", "5", "--group_divers_until", "2", "--sinkhorn", "1",
+                          "--sinkhorn_from", "3"])
+    balance = -(0.7 * math.log(0.7) + 0.3 * math.log(0.3))
+    sinkhorn = (math.log(2) - (math.log(0.8) + math.log(0.2) + math.log(0.6) + math.log(0.4)) / 4) / 2
+    for epoch, expected in ((1, math.log(2) - 5 * balance), (2, math.log(2) - 5 * balance),
+                            (3, math.log(2) + sinkhorn), (10, math.log(2) + sinkhorn)):
+        loss, parts = clustnet_loss_parts(out, second, targets, opts, epoch)
+        assert loss.item() == pytest.approx(expected, rel=1e-5), epoch
+        assert parts["group_divers"].item() == pytest.approx(balance, rel=1e-5)
+        assert parts["sinkhorn"].item() == pytest.approx(sinkhorn, rel=1e-5)
+    always = parse_options(["--group_divers", "5"])
+    assert clustnet_loss_parts(out, second, targets, always, 10)[0].item() == pytest.approx(
+        math.log(2) - 5 * balance, rel=1e-5)
 
 
 def test_the_benchmark_times_the_step_of_both_configs():

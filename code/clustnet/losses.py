@@ -54,19 +54,21 @@ class GateTerm:
     second_view: bool  # reads the outputs on a second augmented view of the images
     representation: bool  # trains the representation, not the gate: on during the warm-up
     start: str | None  # the option holding the first epoch at which the term counts (None: the first)
+    until: str | None  # the option holding the last epoch at which it counts (None, or its value 0: the last)
 
 
 GATE_TERMS = {}  # option (the term's weight) -> GateTerm
 
 
-def gate_term(option, maximise=False, second_view=False, representation=False, start=None):
+def gate_term(option, maximise=False, second_view=False, representation=False, start=None, until=None):
     """Register a loss term, weighted by the option `option` (0: off), counted from the epoch
-    held by the option `start` on (every epoch without one). The term sees one
+    held by the option `start` on (every epoch without one) up to the epoch held by the option
+    `until` (the last without one, or when it holds 0). The term sees one
     net's tensors: the GateOutputs fields (B, ...) of the (first) view, the second view's
     (model.view_outputs: p, logits, z and the heads' outputs) or None, the binary targets
     (B,); gate_terms maps it over the nets of a --seeds run."""
     def register(value):
-        GATE_TERMS[option] = GateTerm(value, -1.0 if maximise else 1.0, second_view, representation, start)
+        GATE_TERMS[option] = GateTerm(value, -1.0 if maximise else 1.0, second_view, representation, start, until)
         return value
     return register
 
@@ -83,10 +85,11 @@ def batch_balance(out, second, targets, opts):
     return entropy(out.probs.mean(dim=0))
 
 
-@gate_term("group_divers", maximise=True)
+@gate_term("group_divers", maximise=True, until="group_divers_until")
 def group_balance(out, second, targets, opts):
     """The mean over the groups of the entropy of the group's mean p in the batch: high
-    when each group spreads over all the DNs."""
+    when each group spreads over all the DNs. Counts up to epoch --group_divers_until (0: every
+    epoch), so that --sinkhorn's targets can take over once the gate has formed."""
     masks = group_masks(targets)
     means = masks.T @ out.probs / masks.sum(dim=0).unsqueeze(-1).clamp_min(1)
     return mean_over_present_groups(entropy(means), masks)
@@ -149,27 +152,28 @@ def self_labelling(out, second, targets, opts):
     return (cross_entropy * confident).sum() / confident.sum().clamp_min(1)
 
 
-@gate_term("sinkhorn", second_view=True)
+@gate_term("sinkhorn", second_view=True, start="sinkhorn_from")
 def swapped_equipartition(out, second, targets, opts):
     """SwAV's swapped prediction (Caron et al. 2020) within each group: the targets of one view
     are its p made to fill every DN equally over the group's images of the batch (Sinkhorn-Knopp,
     on p ** (1 / --sinkhorn_temp), detached), and the other view's log p must predict them; the
     mean of the two directions' cross-entropies. Unlike --group_divers, whose push fades as the
     group's mean p nears uniform, the targets move the least sure images of a DN that holds more
-    than its share to the DNs that hold less."""
-    first = equipartitioned(out.probs.detach(), targets, opts.sinkhorn_temp)
-    other = equipartitioned(second.probs.detach(), targets, opts.sinkhorn_temp)
+    than its share to the DNs that hold less. Counts from epoch --sinkhorn_from on."""
+    first = equipartitioned(out.probs.detach(), targets, opts.sinkhorn_temp, opts.sinkhorn_iters)
+    other = equipartitioned(second.probs.detach(), targets, opts.sinkhorn_temp, opts.sinkhorn_iters)
     return (soft_cross_entropy(second.probs, first) + soft_cross_entropy(out.probs, other)) / 2
 
 
-SINKHORN_ITERATIONS = 10
 OUTSIDE = -1e4  # a log-weight that counts as 0 next to any image's
 
 
-def equipartitioned(probs, targets, temp, iterations=SINKHORN_ITERATIONS):
+def equipartitioned(probs, targets, temp, iterations):
     """(B, K) distributions, (B,) binary targets -> (B, K) the closest distributions (Sinkhorn-Knopp
     on probs ** (1 / temp), in log space) whose sum over each group's images is the same for
-    every DN: each image's row sums to 1, each DN's column within a group to the group's size / K."""
+    every DN: each image's row sums to 1, each DN's column within a group to the group's size / K.
+    Each iteration scales the columns to that share, then the rows to 1: the fewer the
+    iterations, the looser the columns' equality (one: each DN's p divided by its group's sum)."""
     masks = group_masks(targets).T.unsqueeze(-1) > 0  # (2, B, 1)
     n_experts = probs.shape[-1]
     share = torch.log(masks.sum(dim=1, keepdim=True).clamp_min(1) / n_experts)  # (2, 1, 1)
@@ -254,13 +258,16 @@ def warming_up(opts, epoch):
 def term_counts(option, opts, epoch):
     """Whether the switched-on term `option` counts in the loss at `epoch` (None: every term
     counts): during --warmup_epochs only the representation terms; a term with a start option
-    (--self_label_from) from that epoch on."""
+    (--self_label_from, --sinkhorn_from) from that epoch on, one with an until option
+    (--group_divers_until, 0: no end) up to that epoch."""
     if epoch is None:
         return True
     term = GATE_TERMS[option]
     if warming_up(opts, epoch):
         return term.representation
-    return term.start is None or epoch >= getattr(opts, term.start)
+    started = term.start is None or epoch >= getattr(opts, term.start)
+    last = 0 if term.until is None else getattr(opts, term.until)
+    return started and (last == 0 or epoch <= last)
 
 
 def weighted_sum(values, opts, zeros, epoch=None):

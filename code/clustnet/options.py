@@ -153,9 +153,16 @@ OPTION_TABLE = [
            minimum=0.0),
     Option("sinkhorn_temp", float, 1.0, "--sinkhorn: the targets are made from p ** (1 / T): below 1 sharper",
            positive=True),
+    Option("sinkhorn_iters", int, 10, "--sinkhorn: Sinkhorn-Knopp iterations (each scales the DNs' columns, then "
+                                      "the images' rows); fewer: a looser equipartition", minimum=1),
+    Option("sinkhorn_from", int, 1, "--sinkhorn: the first epoch at which it counts (with --group_divers_until: "
+                                    "it takes over from the balance once the gate has formed); before, it is "
+                                    "only logged", minimum=1),
     Option("group_divers", float, 0.0, "weight of the entropy of the mean p within each binary group of the "
                                        "batch, subtracted from the loss (a balanced use of the DNs per group)",
            minimum=0.0),
+    Option("group_divers_until", int, 0, "--group_divers: the last epoch at which it counts (0: every epoch); "
+                                         "after, it is only logged", minimum=0),
     Option("contrastive", float, 0.0, "weight of SimCLR's NT-Xent between the projections of two augmented "
                                       "views of each image (trains the encoder through the projection "
                                       "head), added to the loss", minimum=0.0),
