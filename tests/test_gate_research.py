@@ -401,17 +401,19 @@ def test_one_sinkhorn_iteration_divides_by_the_dns_sums_then_normalises_each_ima
     assert torch.allclose(equipartitioned(probs, torch.tensor([0, 0]), 1.0, 1), expected, atol=1e-6)
 
 
+# Two images of group 1, K = 2. View 1: (.8, .2), (.6, .4), whose targets are
+# [[a, 1 - a], [1 - a, a]] (the test above); view 2: (.5, .5) and (.5, .5), whose targets are
+# the same (.5, .5). --sinkhorn's term: (CE of view 2 with view 1's targets: log 2 for each image
+# + CE of view 1 with (.5, .5): -(log .8 + log .2) / 2 and -(log .6 + log .4) / 2, averaged) / 2.
+SWAPPED_VIEW_1 = [[0.8, 0.2], [0.6, 0.4]]
+SWAPPED_TERM = (math.log(2) - (math.log(0.8) + math.log(0.2) + math.log(0.6) + math.log(0.4)) / 4) / 2
+
+
 def test_swapped_equipartition_is_each_views_cross_entropy_with_the_others_targets():
-    # Two images of group 1, K = 2. View 1: (.8, .2), (.6, .4), whose targets are
-    # [[a, 1 - a], [1 - a, a]] (the test above); view 2: (.5, .5) and (.5, .5), whose targets are
-    # the same (.5, .5). Term: (CE of view 2 with view 1's targets: log 2 for each image
-    # + CE of view 1 with (.5, .5): -(log .8 + log .2) / 2 and -(log .6 + log .4) / 2, averaged) / 2.
-    probs = torch.tensor([[0.8, 0.2], [0.6, 0.4]])
+    probs = torch.tensor(SWAPPED_VIEW_1)
     other = torch.full((2, 2), 0.5)
-    view_1 = -(math.log(0.8) + math.log(0.2) + math.log(0.6) + math.log(0.4)) / 4
-    expected = (math.log(2) + view_1) / 2
     value = one_net(swapped_equipartition, probs, other, torch.tensor([1, 1]), sinkhorn_temp=1.0, sinkhorn_iters=10)
-    assert value == pytest.approx(expected, rel=1e-5)
+    assert value == pytest.approx(SWAPPED_TERM, rel=1e-5)
 
 
 def test_self_labelling_counts_from_its_start_epoch_on_and_is_logged_before():
@@ -434,13 +436,12 @@ def test_self_labelling_counts_from_its_start_epoch_on_and_is_logged_before():
 
 
 def test_sinkhorn_takes_over_from_the_balance_at_its_epochs():
-    # Two images of group 1, K = 2, view 1 (.8, .2), (.6, .4), view 2 (.5, .5) twice: the
-    # balance is the entropy of the mean p (.7, .3); the Sinkhorn term is the value of
-    # test_swapped_equipartition_... With --group_divers_until 2 --sinkhorn_from 3 the loss is
-    # log 2 - 5 H(.7, .3) at epochs 1-2 and log 2 + the Sinkhorn term from epoch 3 on; both are logged.
+    # The example of SWAPPED_TERM: the balance is the entropy of view 1's mean p (.7, .3). With
+    # --group_divers_until 2 --sinkhorn_from 3 the loss is log 2 - 5 H(.7, .3) at epochs 1-2 and
+    # log 2 + SWAPPED_TERM from epoch 3 on; both terms are logged every epoch.
     from clustnet.losses import clustnet_loss_parts
     from clustnet.options import parse_options
-    probs = torch.tensor([[[0.8, 0.2], [0.6, 0.4]]])
+    probs = torch.tensor([SWAPPED_VIEW_1])
     other = torch.full((1, 2, 2), 0.5)
     half = torch.log(torch.full((1, 2, 2), 0.5))
     out, second = (GateOutputs(half, p, p.log(), None, None, None) for p in (probs, other))
@@ -448,7 +449,7 @@ def test_sinkhorn_takes_over_from_the_balance_at_its_epochs():
     opts = parse_options(["--group_divers", "5", "--group_divers_until", "2", "--sinkhorn", "1",
                           "--sinkhorn_from", "3"])
     balance = -(0.7 * math.log(0.7) + 0.3 * math.log(0.3))
-    sinkhorn = (math.log(2) - (math.log(0.8) + math.log(0.2) + math.log(0.6) + math.log(0.4)) / 4) / 2
+    sinkhorn = SWAPPED_TERM
     for epoch, expected in ((1, math.log(2) - 5 * balance), (2, math.log(2) - 5 * balance),
                             (3, math.log(2) + sinkhorn), (10, math.log(2) + sinkhorn)):
         loss, parts = clustnet_loss_parts(out, second, targets, opts, epoch)
