@@ -10,8 +10,8 @@ import torch
 
 from clustnet.augment import (affine_matrices, quarter_turns, random_affine, random_colour, random_flip, random_jitter,
                               random_view, view_uniforms)
-from clustnet.losses import (gate_terms, group_balance, group_mutual_information, neighbour_disagreement,
-                             equipartitioned, rotation_loss, scheduled_value, self_labelling, separated_cn_loss,
+from clustnet.losses import (gate_terms, group_balance, group_mutual_information, mined_neighbours,
+                             neighbour_disagreement, equipartitioned, rotation_loss, scheduled_value, self_labelling, separated_cn_loss,
                              smallest_loss_experts, swapped_equipartition)
 from clustnet.model import GateOutputs, ModelConfig
 
@@ -336,7 +336,7 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
             "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1", "--cn_heads", "2",
             "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3", "--rotation_pred", "1",
             "--sinkhorn", "1", "--sinkhorn_temp", "0.5", "--sinkhorn_from", "2", "--group_divers_until", "1",
-            "--sinkhorn_iters", "3"]
+            "--sinkhorn_iters", "3", "--neighbours_k", "3"]
 # RotNet's head on the maps, with the terms that read the gate continuously. Not with --neighbours:
 # its nearest neighbour in z is an argmin, and with the rotation term off z a tiny net's z holds
 # near ties that the grouped convolution's last-bit rounding (nets side by side or alone) flips.
@@ -368,6 +368,41 @@ def test_neighbour_term_pairs_each_image_with_its_nearest_in_z_within_its_group(
     out = GateOutputs(log_probs=None, probs=probs, logits=torch.log(probs), hard=None, experts=None, z=z)
     value = neighbour_disagreement(out, None, torch.tensor([0, 0, 0, 1]), None).item()
     assert value == pytest.approx((-2 * math.log(0.5) - math.log(0.2 * 0.9 + 0.8 * 0.1)) / 3, abs=1e-6)
+
+
+def test_mined_neighbours_are_the_nearest_other_images_of_the_same_group():
+    # Group 0: images 0-2; cosines (0, 1) = .9 / sqrt(.82) = .994, (0, 2) = 0, (1, 2) = .1 / sqrt(.82)
+    # = .110. Group 1: images 3-5; (3, 4) = .525 / (1.00125 x .7071) = .742, (3, 5) = -.999,
+    # (4, 5) = -.707. An image is never its own neighbour, nor one of the other group's.
+    z = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [1.0, 0.05], [0.5, 0.5], [-1.0, 0.0]])
+    targets = torch.tensor([0, 0, 0, 1, 1, 1])
+    expected = torch.tensor([[1, 2], [0, 2], [1, 0], [4, 5], [3, 5], [4, 3]])
+    assert torch.equal(mined_neighbours(z, targets, 2), expected)
+    assert torch.equal(mined_neighbours(z, targets, 2, chunk=2), expected)  # the rows in chunks
+    assert torch.equal(mined_neighbours(z, targets, 1), expected[:, :1])
+
+
+def test_neighbour_term_with_mined_neighbours_is_the_mean_disagreement_with_them():
+    # p and the neighbours' p: (.5, .5) with (.5, .5), .5; (.9, .1) with (.2, .8), .18 + .08 = .26.
+    probs = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
+    out = GateOutputs(log_probs=None, probs=probs, logits=torch.log(probs), hard=None, experts=None, z=None,
+                      neighbour_probs=torch.tensor([[0.5, 0.5], [0.2, 0.8]]))
+    value = neighbour_disagreement(out, None, torch.tensor([0, 0]), None).item()
+    assert value == pytest.approx(-(math.log(0.5) + math.log(0.26)) / 2, abs=1e-6)
+
+
+def test_each_net_draws_its_neighbours_among_its_own_k_nearest_in_its_z():
+    from clustnet.training import drawn_neighbours
+    opts, model, _, images, targets, generators = tiny_model_and_batch("--neighbours", "1", "--neighbours_k", "3")
+    partners = drawn_neighbours(model, images, targets, generators, opts)
+    with torch.no_grad():
+        model.eval()
+        z = model.encoder(images.expand(2, *images.shape))
+    for net in range(2):
+        table = mined_neighbours(z[net], targets, 3)
+        assert (partners[net].unsqueeze(1) == table).any(dim=1).all()
+        assert torch.equal(targets[partners[net]], targets)
+        assert (partners[net] != torch.arange(16)).all()
 
 
 def test_self_labelling_uses_the_confident_choices_of_the_other_view_only():

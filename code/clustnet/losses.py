@@ -122,22 +122,47 @@ def view_disagreement(out, second, targets, opts):
     """The mean over the images of -log(p . p'), p and p' the CN's distributions on two views
     of an image (SCAN's consistency term, Van Gansbeke et al. 2020): 0 when both views are
     sent to the same DN with certainty."""
-    return -torch.log((out.probs * second.probs).sum(dim=-1).clamp_min(TINY)).mean()
+    return disagreement(out.probs, second.probs).mean()
+
+
+def disagreement(probs, other_probs):
+    """(B, K) two distributions per image -> (B,) -log(p . p'): 0 when both pick the same DN surely."""
+    return -torch.log((probs * other_probs).sum(dim=-1).clamp_min(TINY))
 
 
 @gate_term("neighbours")
 def neighbour_disagreement(out, second, targets, opts):
-    """The mean over the images of -log(p_i . p_j), j the image nearest to i in z (cosine)
-    among the other images of its binary group in the batch: SCAN's clustering loss (Van
-    Gansbeke et al. 2020) with the neighbours mined in the batch from the encoder's own
-    features instead of a self-supervised one's. An image alone in its group counts 0."""
+    """SCAN's clustering loss (Van Gansbeke et al. 2020), the mean over the images of
+    -log(p_i . p_j), j a neighbour of i in z within its binary group. With --neighbours_k K > 0,
+    j is one of i's K nearest training images, mined at the start of the epoch
+    (mined_neighbours) and passed through the net beside the batch (out.neighbour_probs, its
+    p). Otherwise j is the image nearest to i (cosine) among the other images of its group in
+    the batch, and an image alone in its group counts 0."""
+    if out.neighbour_probs is not None:
+        return disagreement(out.probs, out.neighbour_probs).mean()
     z = F.normalize(out.z.detach(), dim=-1)
     others = (targets.unsqueeze(0) == targets.unsqueeze(1)) & ~torch.eye(len(targets), dtype=torch.bool,
                                                                           device=targets.device)
     nearest = (z @ z.T).masked_fill(~others, -2.0).argmax(dim=1)  # cosines are >= -1
     has_neighbour = others.any(dim=1).to(out.probs.dtype)
-    disagreement = -torch.log((out.probs * out.probs[nearest]).sum(dim=-1).clamp_min(TINY))
-    return (disagreement * has_neighbour).sum() / has_neighbour.sum().clamp_min(1)
+    return (disagreement(out.probs, out.probs[nearest]) * has_neighbour).sum() / has_neighbour.sum().clamp_min(1)
+
+
+def mined_neighbours(z, targets, k, chunk=1024):
+    """(n, R) features, (n,) binary targets -> (n, k): for each image, the k other images of its
+    group nearest to it in z (cosine), nearest first (SCAN's mining, here from the net's own z).
+    In chunks of rows, so that memory stays at chunk x n."""
+    z = F.normalize(z, dim=-1)
+    table = torch.empty(len(z), k, dtype=torch.long, device=z.device)
+    for group in (0, 1):
+        members = (targets == group).nonzero().squeeze(1)  # more than k (training.check_against_data)
+        group_z = z[members]
+        for start in range(0, len(members), chunk):
+            cosines = group_z[start:start + chunk] @ group_z.T
+            rows = torch.arange(len(cosines), device=z.device)
+            cosines[rows, rows + start] = -2.0  # not itself: cosines are >= -1
+            table[members[start:start + chunk]] = members[cosines.topk(k, dim=1).indices]
+    return table
 
 
 @gate_term("self_label", second_view=True, start="self_label_from")

@@ -253,6 +253,7 @@ class GateOutputs:
     z: torch.Tensor  # (N, B, repr_size) the encoder's representation
     projection: Optional[torch.Tensor] = None  # (N, B, proj_size) the projection head's output
     over_probs: Optional[torch.Tensor] = None  # (N, B, overclust) the over-clustering head's p
+    neighbour_probs: Optional[torch.Tensor] = None  # (N, B, K) the CN's p on each image's mined neighbour
 
 
 def fold_heads(values):

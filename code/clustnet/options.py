@@ -139,7 +139,12 @@ OPTION_TABLE = [
            minimum=0.0),
     Option("neighbours", float, 0.0, "weight of -log(p . p_n), p_n the CN's distribution on the image of the "
                                      "batch nearest in z within the binary group (SCAN's loss, in-batch "
-                                     "neighbours), added to the loss", minimum=0.0),
+                                     "neighbours; with --neighbours_k, mined over the training set), added to "
+                                     "the loss", minimum=0.0),
+    Option("neighbours_k", int, 0, "--neighbours: 0, the image's nearest in the batch; K > 0, one of its K "
+                                   "nearest training images in z within its binary group, mined at the start of "
+                                   "every epoch and drawn at random each epoch (SCAN's mined neighbours)",
+           minimum=0),
     Option("self_label", float, 0.0, "weight of the cross-entropy of the CN on one view with the DN its p picks "
                                      "on the other view, where that p is confident (SCAN's self-labelling)",
            minimum=0.0),

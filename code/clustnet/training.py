@@ -6,6 +6,7 @@ writes is epoch_files.py's; the writing itself, in a background thread, writer.p
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .augment import random_view, view_uniforms
 from .layout import CLUSTNET, METRICS_ACCURACIES, Experiment
-from .losses import active_term_options, clustnet_loss_parts, needs_second_view, nll, rotation_loss, scheduled_value, \
-    separated_cn_loss, warming_up
+from .losses import active_term_options, clustnet_loss_parts, mined_neighbours, needs_second_view, nll, rotation_loss, \
+    scheduled_value, separated_cn_loss, warming_up
 from .model import needs_noise, select_heads, unfold_heads
 from .options import options_ini
 from .speed import fast_cpu_kernels, set_threads
@@ -183,6 +184,8 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     separated = opts.clu_train_mode == "separated"
     cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
     turns = uniform_noise(generators, n_images, 1, device)[..., 0] if opts.rotation_pred else None
+    partners = drawn_neighbours(model, images, targets, generators, opts) if opts.neighbours and opts.neighbours_k \
+        else None
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
     second_view = views is not None and needs_second_view(opts)
     terms = active_term_options(opts)
@@ -200,6 +203,9 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
             parts = {"binary": binary, **{term: torch.full_like(binary, float("nan")) for term in terms}}
         else:
             second = model.view_outputs(view(1)) if second_view else out  # no augmentation: one view
+            if partners is not None:  # one more encoder pass: each image's mined neighbour, as it is
+                neighbours = model.view_outputs(images[partners.gather(1, index)])
+                out = dataclasses.replace(out, neighbour_probs=neighbours.probs)
             if n_heads == 1:
                 losses, parts = clustnet_loss_parts(out, second, batch_targets, opts, epoch)
             else:
@@ -217,6 +223,16 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
         model.selected_head.copy_(torch.stack([parts[name] for name in head_parts(opts)], dim=1).argmin(dim=1))
         log_probs, cluster_probs = (select_heads(values, model.selected_head) for values in (log_probs, cluster_probs))
     return Scores(log_probs, cluster_probs, losses), parts
+
+
+def drawn_neighbours(model, images, targets, generators, opts):
+    """(N, n) for each net and training image, one of its --neighbours_k nearest training images
+    in the net's z at the start of the epoch (losses.mined_neighbours, within its binary group),
+    drawn from the net's generator: the neighbour --neighbours pairs it with in this epoch."""
+    z, = eval_chunks(model, images, opts, lambda x: (model.encoder(x),))
+    table = torch.stack([mined_neighbours(net_z, targets, opts.neighbours_k) for net_z in z])  # (N, n, k)
+    draws = uniform_noise(generators, len(images), 1, images.device) * opts.neighbours_k
+    return table.gather(2, draws.long().clamp_max(opts.neighbours_k - 1)).squeeze(2)
 
 
 def check_finite(step_losses, epoch):
@@ -283,6 +299,11 @@ def check_against_data(opts, data, kind=CLUSTNET):
     if kind == CLUSTNET and opts.clust > smallest:
         raise ClustNetError(f"--clust {opts.clust} is larger than the number of classes in a group "
                             f"({n_pos} positive, {n_classes - n_pos} negative)")
+    if kind == CLUSTNET and opts.neighbours and opts.neighbours_k:
+        group_sizes = torch.bincount(binary_targets(data.train_y, opts.pos_classes), minlength=2)
+        if opts.neighbours_k >= group_sizes.min():
+            raise ClustNetError(f"--neighbours_k {opts.neighbours_k}: a binary group of the training set holds "
+                                f"only {int(group_sizes.min())} images; it must hold more than k")
     height, width = data.train_x.shape[-2:]
     if kind == CLUSTNET and opts.rotation_pred and height != width:
         raise ClustNetError(f"--rotation_pred turns the images by quarter-turns: it needs square images, "
