@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from clustnet.augment import (affine_matrices, quarter_turns, random_affine, random_colour, random_flip, random_jitter,
-                              random_view, view_uniforms)
+from clustnet.augment import (affine_matrices, quarter_turns, random_affine, random_colour, random_erase, random_flip,
+                              random_jitter, random_view, view_uniforms)
 from clustnet.losses import (gate_terms, group_balance, group_mutual_information, mined_neighbours,
                              neighbour_disagreement, equipartitioned, rotation_loss, scheduled_value, self_labelling, separated_cn_loss,
                              smallest_loss_experts, swapped_equipartition)
@@ -138,6 +138,20 @@ def test_jitter_scales_the_contrast_around_the_mean_then_shifts_the_brightness()
     assert torch.equal(random_jitter(image, torch.tensor([[[0.5, 0.5]]]), opts), image)
 
 
+def test_erase_sets_a_square_of_the_given_side_to_zero_clipped_at_the_border():
+    # A 4x4 image (pixel centres at 1/8, 3/8, 5/8, 7/8 of the side), a square of side 1/2:
+    # centred at (1/2, 1/2) it erases the 4 middle pixels; at (7/8 + 0.02, 1/8 - 0.02), the
+    # top-right corner, only the pixel whose centre is within 1/4 of it in both directions.
+    image = torch.arange(1.0, 17.0).view(1, 1, 1, 4, 4)
+    opts = SimpleNamespace(aug_erase=0.5)
+    middle = random_erase(image, torch.tensor([[[0.5, 0.5]]]), opts)[0, 0, 0]
+    assert middle.tolist() == [[1, 2, 3, 4], [5, 0, 0, 8], [9, 0, 0, 12], [13, 14, 15, 16]]
+    corner = random_erase(image, torch.tensor([[[0.895, 0.105]]]), opts)[0, 0, 0]
+    assert corner.tolist() == [[1, 2, 3, 0], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]
+    assert torch.equal(random_erase(image, torch.tensor([[[0.5, 0.5]]]), SimpleNamespace(aug_erase=1.0)),
+                       torch.zeros_like(image))
+
+
 def test_colour_turns_the_hue_about_the_grey_axis_scales_the_saturation_and_greys():
     # One pixel, pure red (1, 0, 0): grey 1/3, chroma (2/3, -1/3, -1/3).
     red = torch.tensor([1.0, 0.0, 0.0]).view(1, 1, 3, 1, 1)
@@ -187,12 +201,12 @@ def test_the_view_applies_every_transform_that_is_on_with_its_own_uniforms():
     """random_view draws the affine warp's 4 uniforms, then the jitter's 2; a transform whose
     options are all 0 is skipped and reads none."""
     image = torch.arange(16.0).view(1, 1, 1, 4, 4)
-    both = SimpleNamespace(aug_rotation=90, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0, aug_colour=0)
+    both = SimpleNamespace(aug_rotation=90, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0, aug_colour=0, aug_erase=0)
     assert view_uniforms(both) == 6
     uniforms = torch.tensor([[[1.0, 0.5, 0.5, 0.5, 0.5, 1.0]]])  # a quarter turn, brightness +0.5
     expected = torch.rot90(image[0, 0, 0], 1, (0, 1)) + 0.5
     assert torch.allclose(random_view(image, uniforms, both)[0, 0, 0], expected, atol=1e-5)
-    jitter_only = SimpleNamespace(aug_rotation=0, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0, aug_colour=0)
+    jitter_only = SimpleNamespace(aug_rotation=0, aug_shift=0, aug_scale=0, aug_flip=0, aug_jitter=0.5, aug_crop=0, aug_colour=0, aug_erase=0)
     assert view_uniforms(jitter_only) == 2
     assert torch.allclose(random_view(image, uniforms[..., 4:], jitter_only), image + 0.5)
 
@@ -336,7 +350,7 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
             "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1", "--cn_heads", "2",
             "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3", "--rotation_pred", "1",
             "--sinkhorn", "1", "--sinkhorn_temp", "0.5", "--sinkhorn_from", "2", "--group_divers_until", "1",
-            "--sinkhorn_iters", "3", "--neighbours_k", "3"]
+            "--sinkhorn_iters", "3", "--neighbours_k", "3", "--aug_erase", "0.3"]
 # RotNet's head on the maps, with the terms that read the gate continuously. Not with --neighbours:
 # its nearest neighbour in z is an argmin, and with the rotation term off z a tiny net's z holds
 # near ties that the grouped convolution's last-bit rounding (nets side by side or alone) flips.

@@ -193,6 +193,8 @@ BAD_INPUTS = [
     ("a seed given twice", lambda t, m, f: ["--data_dir", m, "--seeds", "1", "2", "1"],
      r"^--seeds 1 2 1: seed 1 is given more than once; each seed trains one net"),
     ("a zoom of 100% or more", lambda t, m, f: ["--data_dir", m, "--aug_scale", "1"], r"^--aug_scale 1.0: must be below 1"),
+    ("an erased square larger than the image", lambda t, m, f: ["--data_dir", m, "--aug_erase", "1.5"],
+     r"^--aug_erase 1.5: must be at most 1 \(a square inside the image\)"),
     ("a flip probability above 1", lambda t, m, f: ["--data_dir", m, "--aug_flip", "1.5"],
      r"^--aug_flip 1.5: a probability must be at most 1"),
     ("more mined neighbours than a group holds", lambda t, m, f: ["--data_dir", m, "--neighbours", "1",

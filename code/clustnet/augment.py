@@ -138,6 +138,20 @@ def random_colour(images, uniforms, opts):
     return grey + saturation.view(*uniforms.shape[:2], 1, 1, 1) * turned
 
 
+@view_transform(2, "aug_erase")
+def random_erase(images, uniforms, opts):
+    """(N, B, C, H, W) images, (N, B, 2) uniforms -> each image with a square of side v times its
+    own (v = --aug_erase) set to 0 (normalised pixels: the dataset's mean), centred at (u1 W, u2 H)
+    and clipped at the border: Cutout (DeVries and Taylor 2017), part of SCAN's strong views. A
+    pixel is erased when its centre lies inside the square. After the other transforms."""
+    height, width = images.shape[-2:]
+    half = opts.aug_erase / 2
+    rows = ((torch.arange(height, device=images.device) + 0.5) / height - uniforms[..., 1, None]).abs() < half
+    columns = ((torch.arange(width, device=images.device) + 0.5) / width - uniforms[..., 0, None]).abs() < half
+    erased = (rows.unsqueeze(-1) & columns.unsqueeze(-2)).unsqueeze(-3)  # (N, B, 1, H, W)
+    return images.masked_fill(erased, 0.0)
+
+
 def quarter_turns(images, uniforms):
     """(N, B, C, H, W) square images, (N, B) uniforms -> each image turned counter-clockwise
     by k quarter-turns, k = floor(4 u) in 0..3 (RotNet's four rotations), and k (N, B)."""

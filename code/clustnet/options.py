@@ -124,6 +124,9 @@ OPTION_TABLE = [
     Option("aug_crop", float, 0.0, "augmentation: a random crop of area 1 - v to 1 of the image's, aspect ratio "
                                    "3/4 to 4/3, resized to the image's size (SimCLR's random resized crop)",
            minimum=0.0),
+    Option("aug_erase", float, 0.0, "augmentation: a square of side v times the image's, at a random centre "
+                                    "(clipped at the border), set to 0, the dataset's mean after normalisation "
+                                    "(Cutout)", minimum=0.0),
     Option("aug_colour", float, 0.0, "augmentation of colour images: hue rotated by up to +- v/4 of a turn, "
                                      "saturation scaled by [1 - v, 1 + v], grey with probability v/2 "
                                      "(SimCLR's colour distortion; no effect on one-channel images)",
@@ -467,6 +470,8 @@ def check_values(values):
     if values["cn_heads"] > 1 and values["clu_train_mode"] == "separated":
         raise ClustNetError(f"--cn_heads {values['cn_heads']} needs --clu_train_mode joint (the separated "
                             "mode's CN turns have one target per net)")
+    if values["aug_erase"] > 1:
+        raise ClustNetError(f"--aug_erase {values['aug_erase']}: must be at most 1 (a square inside the image)")
     if values["aug_flip"] > 1:
         raise ClustNetError(f"--aug_flip {values['aug_flip']}: a probability must be at most 1")
     repeated = sorted({seed for seed in values["seeds"] if values["seeds"].count(seed) > 1})
