@@ -322,6 +322,11 @@ def active_terms(opts):
     return [(getattr(opts, option), GATE_TERMS[option]) for option in active_term_options(opts)]
 
 
+def mines_neighbours(opts):
+    """Whether --neighbours pairs each image with a neighbour mined over the training set (--neighbours_k)."""
+    return bool(opts.neighbours and opts.neighbours_k)
+
+
 def needs_second_view(opts):
     return any(term.second_view for _, term in active_terms(opts))
 

@@ -23,8 +23,8 @@ from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .augment import random_view, view_uniforms
 from .layout import CLUSTNET, METRICS_ACCURACIES, Experiment
-from .losses import active_term_options, clustnet_loss_parts, mined_neighbours, needs_second_view, nll, rotation_loss, \
-    scheduled_value, separated_cn_loss, warming_up
+from .losses import active_term_options, clustnet_loss_parts, mined_neighbours, mines_neighbours, needs_second_view, nll, \
+    rotation_loss, scheduled_value, separated_cn_loss, warming_up
 from .model import needs_noise, select_heads, unfold_heads
 from .options import options_ini
 from .speed import fast_cpu_kernels, set_threads
@@ -184,8 +184,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
     separated = opts.clu_train_mode == "separated"
     cn_target_noise = uniform_noise(generators, n_images, 2, device) if separated else None
     turns = uniform_noise(generators, n_images, 1, device)[..., 0] if opts.rotation_pred else None
-    partners = drawn_neighbours(model, images, targets, generators, opts) if opts.neighbours and opts.neighbours_k \
-        else None
+    partners = drawn_neighbours(model, images, targets, generators, opts) if mines_neighbours(opts) else None
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
     second_view = views is not None and needs_second_view(opts)
     terms = active_term_options(opts)
@@ -299,7 +298,7 @@ def check_against_data(opts, data, kind=CLUSTNET):
     if kind == CLUSTNET and opts.clust > smallest:
         raise ClustNetError(f"--clust {opts.clust} is larger than the number of classes in a group "
                             f"({n_pos} positive, {n_classes - n_pos} negative)")
-    if kind == CLUSTNET and opts.neighbours and opts.neighbours_k:
+    if kind == CLUSTNET and mines_neighbours(opts):
         group_sizes = torch.bincount(binary_targets(data.train_y, opts.pos_classes), minlength=2)
         if opts.neighbours_k >= group_sizes.min():
             raise ClustNetError(f"--neighbours_k {opts.neighbours_k}: a binary group of the training set holds "
