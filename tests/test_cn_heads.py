@@ -15,8 +15,8 @@ GATE = ["--encnbfilters", "2", "--enchidd_repr_size", "8", "--clhidd_repr_size",
         "--aug_rotation", "10", "--consistency", "1", "--group_divers", "2", "--batch_size", "8", "--progress", "False"]
 
 
-def model_with(heads, n_nets=2):
-    opts = parse_options([*GATE, "--cn_heads", str(heads)])
+def model_with(heads, n_nets=2, own_z=False):
+    opts = parse_options([*GATE, "--cn_heads", str(heads), "--heads_own_z", str(own_z)])
     generators = [torch.Generator().manual_seed(seed) for seed in range(1, n_nets + 1)]
     model = ClustNet(n_nets, ModelConfig.from_options(opts, (1, 16, 16)))
     model.reset_parameters(generators)
@@ -28,7 +28,11 @@ def one_head_copy(model, net, head):
     opts, single, _ = model_with(1, n_nets=1)
     k = model.config.clust
     with torch.no_grad():
-        single.encoder.load_state_dict({name: value[net:net + 1] for name, value in model.encoder.state_dict().items()})
+        encoder = {name: value[net:net + 1] for name, value in model.encoder.state_dict().items()}
+        if model.config.heads_own_z:  # the head's own dense layer to z
+            encoder["dense.weight"] = encoder.pop("dense.weights.0")[:, head]
+            encoder["dense.bias"] = encoder.pop("dense.biases.0")[:, head]
+        single.encoder.load_state_dict(encoder)
         for layer, weight, bias in zip(single.cn.layers, model.cn.weights, model.cn.biases):
             layer.weight.copy_(weight[net:net + 1, head])
             layer.bias.copy_(bias[net:net + 1, head])
@@ -46,8 +50,9 @@ def test_folding_puts_each_head_of_each_net_on_the_net_axis_net_major():
     assert select_heads(values, torch.tensor([3, 0])).tolist() == [values[0, :, 3].tolist(), values[1, :, 0].tolist()]
 
 
-def test_each_heads_loss_is_that_of_a_one_head_net_with_its_weights():
-    opts, model, _ = model_with(3)
+@pytest.mark.parametrize("own_z", [False, True], ids=["shared_z", "heads_own_z"])
+def test_each_heads_loss_is_that_of_a_one_head_net_with_its_weights(own_z):
+    opts, model, _ = model_with(3, own_z=own_z)
     model.train()
     x = torch.randn(2, 6, 1, 16, 16)
     second_x = x.flip(-1)
@@ -65,8 +70,9 @@ def test_each_heads_loss_is_that_of_a_one_head_net_with_its_weights():
         assert losses[net * 3 + head].item() == pytest.approx(alone.item(), abs=1e-6), (net, head)
 
 
-def test_the_head_with_the_smallest_epoch_loss_is_selected_and_alone_evaluated():
-    opts, model, generators = model_with(3)
+@pytest.mark.parametrize("own_z", [False, True], ids=["shared_z", "heads_own_z"])
+def test_the_head_with_the_smallest_epoch_loss_is_selected_and_alone_evaluated(own_z):
+    opts, model, generators = model_with(3, own_z=own_z)
     images = torch.randn(16, 1, 16, 16, generator=generators[0])
     targets = torch.arange(16) % 2
     scores, parts = train_epoch(model, make_optimisers(model, opts), images, targets, generators, opts, 1)
@@ -82,6 +88,47 @@ def test_the_head_with_the_smallest_epoch_loss_is_selected_and_alone_evaluated()
         assert torch.allclose(evaluated.cluster_probs[net], cluster_probs[0], atol=1e-6)
 
 
+def test_with_their_own_z_a_heads_loss_reaches_only_its_own_dense_layer():
+    opts, model, _ = model_with(3, own_z=True)
+    model.train()
+    x = torch.randn(2, 6, 1, 16, 16)
+    targets = torch.tensor([[0, 1, 0, 1, 1, 0], [1, 1, 0, 0, 1, 0]])
+    out, second = model.outputs(x, torch.rand(2, 6, 9)), model.view_outputs(x.flip(-1))
+    losses, _ = clustnet_loss_parts(out, second, targets.repeat_interleave(3, 0), opts)
+    losses[1].backward()  # net 0, head 1
+    grad = model.encoder.dense.weights[0].grad  # (N, H, in, R)
+    assert grad[0, 1].abs().sum() > 0
+    assert grad[0, [0, 2]].abs().sum() == 0 and grad[1].abs().sum() == 0
+    assert model.encoder.conv_weights[0].grad[0].abs().sum() > 0  # the conv blocks are shared
+
+
+def test_with_their_own_z_the_evaluated_z_is_the_selected_heads():
+    _, model, _ = model_with(3, own_z=True)
+    model.eval()
+    model.selected_head.copy_(torch.tensor([2, 0]))
+    x = torch.randn(2, 4, 1, 16, 16)
+    flat = model.encoder.flat_features(x)  # (N, B, in): z_h = relu(flat W_h + b_h), worked out here
+    weight, bias = model.encoder.dense.weights[0], model.encoder.dense.biases[0]
+    for net, head in ((0, 2), (1, 0)):
+        by_hand = torch.relu(flat[net] @ weight[net, head] + bias[net, head])
+        assert torch.allclose(model.representation(x)[net], by_hand, atol=1e-6)
+        assert torch.allclose(model.outputs(x).z[net], by_hand, atol=1e-6)
+        assert torch.allclose(model.hidden_activations(x)["encoder z"][net], by_hand, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--heads_own_z", "True"], "--heads_own_z True gives each CN head its own z: give --cn_heads 2 or more"),
+    (["--heads_own_z", "True", "--cn_heads", "2", "--overclust", "10"],
+     "--heads_own_z True: the projection head (--proj_size) and the over-clustering head (--overclust) read one z "
+     "per net; give them 0"),
+    (["--heads_own_z", "True", "--cn_heads", "2", "--pretrain", "True"],
+     "--heads_own_z True: the one-expert net and the autoencoder have no CN heads")])
+def test_heads_own_z_is_refused_where_there_is_no_head_to_own_it(args, message):
+    with pytest.raises(ClustNetError) as refused:
+        parse_options(args)
+    assert str(refused.value) == message
+
+
 def test_one_head_is_the_model_without_heads():
     opts, model, _ = model_with(1)
     assert head_parts(opts) == [] and "selected_head" not in model.state_dict()
@@ -93,7 +140,9 @@ def test_heads_need_the_joint_mode():
         parse_options(["--cn_heads", "2", "--clu_train_mode", "separated", "--batch_period", "1"])
 
 
-def test_the_heads_script_scores_every_head_and_the_selected_one_is_what_training_logged(mnist_dir, output_root):
+@pytest.mark.parametrize("own_z", [[], ["--heads_own_z", "True"]], ids=["shared_z", "heads_own_z"])
+def test_the_heads_script_scores_every_head_and_the_selected_one_is_what_training_logged(own_z, mnist_dir,
+                                                                                          output_root):
     import subprocess
     import sys
 
@@ -101,7 +150,8 @@ def test_the_heads_script_scores_every_head_and_the_selected_one_is_what_trainin
     from conftest import REPO, TINY, run_cli
     from clustnet.layout import Experiment, read_metrics
     result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", "heads", "--epochs", "1", "--val_size", "40",
-                     "--data_dir", mnist_dir, "--batch_size", "8", *TINY, "--cn_heads", "3", "--seeds", "1", "2")
+                     "--data_dir", mnist_dir, "--batch_size", "8", *TINY, "--cn_heads", "3", "--seeds", "1", "2",
+                     *own_z)
     assert result.returncode == 0, result.stderr
     script = [sys.executable, str(REPO / "experiments" / "cn_heads.py"), "--exp_id", "heads", "--epoch", "1"]
     done = subprocess.run(script, capture_output=True, text=True)
@@ -119,3 +169,20 @@ def test_the_heads_script_scores_every_head_and_the_selected_one_is_what_trainin
     refused = subprocess.run(script[:-1] + ["7"], capture_output=True, text=True)
     assert refused.returncode == 2 and refused.stderr.strip() == \
         "error: net 1 of experiment 'heads' has no weights file of epoch 7"
+
+
+def test_the_encoder_read_from_a_heads_own_z_file_gives_the_selected_heads_z(mnist_dir, output_root):
+    """t-SNE and the k-means baselines read a weights file's encoder (nets.load_encoder)."""
+    from conftest import TINY, run_cli
+    from clustnet.layout import Experiment
+    from clustnet.nets import load_clustnet, load_encoder
+    result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", "own", "--epochs", "1", "--data_dir", mnist_dir,
+                     "--batch_size", "8", *TINY, "--cn_heads", "3", "--heads_own_z", "True")
+    assert result.returncode == 0, result.stderr
+    weights = Experiment("own", root=output_root).weights_path(1, 1)
+    (encoder, _), (model, _) = load_encoder(weights), load_clustnet(weights)
+    x = torch.randn(1, 5, 1, 28, 28)
+    every_head = model.encoder(x)[0]  # (B, H, R)
+    matching = [head for head in range(3) if torch.allclose(encoder(x)[0], every_head[:, head], atol=1e-6)]
+    assert matching == [int(model.selected_head[0])]
+    assert torch.allclose(encoder(x), model.representation(x), atol=1e-6)

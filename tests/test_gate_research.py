@@ -359,8 +359,15 @@ RESEARCH_MAPS = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency",
                  "--rotation_pred", "1", "--rotation_reads", "maps"]
 
 
+# The heads with their own z (no projection or over-clustering head: they read one z per net).
+RESEARCH_OWN_Z = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency", "1", "--group_divers", "1",
+                  "--cn_heads", "3", "--heads_own_z", "True", "--clean_view", "True", "--contrastive", "1",
+                  "--self_label", "1", "--self_label_threshold", "0.3", "--self_label_from", "2"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("research", [RESEARCH, RESEARCH_MAPS], ids=["every_term", "rotation_on_maps"])
+@pytest.mark.parametrize("research", [RESEARCH, RESEARCH_MAPS, RESEARCH_OWN_Z],
+                         ids=["every_term", "rotation_on_maps", "heads_own_z"])
 def test_seeds_train_with_every_gate_term_as_if_alone(research, mnist_dir, output_root):
     from conftest import TINY, run_cli
     from clustnet.layout import Experiment

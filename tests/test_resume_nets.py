@@ -53,8 +53,12 @@ def assert_same_net(exp, reference, ind_id, epoch):
 @pytest.mark.parametrize("seeds, args", [(("1", "2"), []), ((), ["--optim", "Adam", "--batch_period", "2"]),
                                          (("1", "2"), ["--cn_heads", "3", "--aug_rotation", "10", "--consistency", "1",
                                                        "--group_divers", "1", "--neighbours", "1",
-                                                       "--neighbours_k", "3"])],
-                         ids=["two_seeds_sgd", "one_net_adam_alternating", "two_seeds_cn_heads_neighbours"])
+                                                       "--neighbours_k", "3"]),
+                                         (("1", "2"), ["--cn_heads", "3", "--heads_own_z", "True", "--aug_rotation",
+                                                       "10", "--consistency", "1", "--group_divers", "1",
+                                                       "--neighbours", "1", "--neighbours_k", "3"])],
+                         ids=["two_seeds_sgd", "one_net_adam_alternating", "two_seeds_cn_heads_neighbours",
+                              "two_seeds_heads_own_z_neighbours"])
 def test_stopped_then_resumed_nets_equal_uninterrupted_ones(mnist_dir, output_root, capsys, seeds, args):
     main(command(mnist_dir, "whole", 2, *args, seeds=seeds))
     main(command(mnist_dir, "part", 1, *args, seeds=seeds))  # the first run of the command starts the nets

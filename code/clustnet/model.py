@@ -41,6 +41,7 @@ class ModelConfig:
     enc_block: str = "conv5"  # the encoder's conv block (ENCODER_BLOCKS)
     rotation_pred: float = 0.0  # > 0: the RotNet head exists (its weight is the loss's)
     rotation_reads: str = "z"  # what the RotNet head reads: z or the last conv block's maps
+    heads_own_z: bool = False  # each CN head has its own dense layer to z (--heads_own_z)
 
     @classmethod
     def from_options(cls, opts, image_shape):
@@ -130,7 +131,10 @@ class Encoder(nn.Module):
                 raise ValueError(f"{n_blocks} conv blocks shrink a {image_shape[1]}x{image_shape[2]} "
                                  "image to nothing")
         self.feature_shape = (channels, height, width)
-        self.dense = StackedLinear(n_nets, channels * height * width, config.enchidd_repr_size)
+        n_in = channels * height * width
+        # --heads_own_z: one dense layer per CN head, so each head reads a z of its own.
+        self.dense = Experts(n_nets, config.cn_heads, [n_in, config.enchidd_repr_size]) if config.heads_own_z \
+            else StackedLinear(n_nets, n_in, config.enchidd_repr_size)
 
     def reset_parameters(self, generators):
         for weight, bias in zip(self.conv_weights, self.conv_biases):
@@ -172,7 +176,8 @@ class Encoder(nn.Module):
         return self.feature_maps(x)[-1].reshape(x.shape[1], self.n_nets, -1).transpose(0, 1)
 
     def forward(self, x):
-        """(N, B, C, H, W) images -> (N, B, repr_size) representations z."""
+        """(N, B, C, H, W) images -> (N, B, repr_size) representations z; with --heads_own_z
+        every head's, (N, B, H, repr_size)."""
         return F.relu(self.dense(self.flat_features(x)))
 
 
@@ -196,11 +201,14 @@ class Experts(nn.Module):
             uniform_init([weight, bias], weight.shape[2], generators)
 
     def layer_outputs(self, z):
-        """Each layer's output (N, B, K, n_out) of every expert, before its ReLU."""
-        n_nets, batch, _ = z.shape
-        # First layer: every expert reads z, so one matmul with the experts side by side.
+        """Each layer's output (N, B, K, n_out) of every expert, before its ReLU. z is (N, B, n_in),
+        read by every expert, or (N, B, K, n_in), an input per expert."""
+        n_nets, batch = z.shape[:2]
         weight, bias = self.weights[0], self.biases[0]
-        out = torch.bmm(z, weight.permute(0, 2, 1, 3).flatten(2)).view(n_nets, batch, self.n_experts, -1)
+        if z.dim() == 4:
+            out = torch.einsum("nbki,nkio->nbko", z, weight)
+        else:  # every expert reads z, so one matmul with the experts side by side
+            out = torch.bmm(z, weight.permute(0, 2, 1, 3).flatten(2)).view(n_nets, batch, self.n_experts, -1)
         outputs = [out + bias.view(n_nets, 1, self.n_experts, -1)]
         for weight, bias in zip(self.weights[1:], self.biases[1:]):
             hidden = F.relu(outputs[-1]).permute(0, 2, 1, 3).flatten(0, 1)  # (N*K, B, h)
@@ -324,25 +332,41 @@ class ClustNet(nn.Module):
         """(N, B, C, H, W) images -> (N, B, 4) the RotNet head's logits, read from z or, with
         --rotation_reads maps, from the last conv block's maps."""
         reads_maps = self.config.rotation_reads == "maps"
-        return self.rotation_head(self.encoder.flat_features(x) if reads_maps else self.encoder(x))
+        return self.rotation_head(self.encoder.flat_features(x) if reads_maps else self.representation(x))
+
+    def representation(self, x):
+        """(N, B, C, H, W) images -> (N, B, repr_size) the z the CN reads: with --heads_own_z
+        the selected head's (what the mined neighbours, the RotNet head and the analyses read)."""
+        return self.selected_z(self.encoder(x))
+
+    def selected_z(self, z):
+        """The encoder's z -> the selected head's with --heads_own_z (N, B, H, R -> N, B, R), else z."""
+        return select_heads(z, self.selected_head) if self.config.heads_own_z else z
 
     def folds_heads(self):
         """Whether the outputs come with every CN head folded into the net axis (N * H, ...)."""
         return self.training and self.config.cn_heads > 1
 
+    def dn_inputs(self, z):
+        """What the DNs read: z, or with --heads_own_z (z (N, B, H, R)) each head's z repeated
+        for each of its DNs, (N, B, H * K, R)."""
+        return z.repeat_interleave(self.config.clust, 2) if self.config.heads_own_z else z
+
     def gate_inputs(self, z):
-        """(N, B, R) z -> z, the CN's logits (., B, K) and the DNs' logits (., B, K, 2) as the
-        gate reads them: every head's folded into the net axis in training (N * H, ...; z
-        repeated for each head), the selected head's otherwise."""
-        logits, experts = self.cn(z), self.dn(z)
+        """(N, B, R) z (every head's, (N, B, H, R), with --heads_own_z) -> z, the CN's logits
+        (., B, K) and the DNs' logits (., B, K, 2) as the gate reads them: every head's folded
+        into the net axis in training (N * H, ...; a shared z repeated for each head), the
+        selected head's otherwise."""
+        logits, experts = self.cn(z), self.dn(self.dn_inputs(z))
         n_heads = self.config.cn_heads
         if n_heads == 1:
             return z, logits, experts
         n_nets, batch = z.shape[:2]
         experts = experts.view(n_nets, batch, n_heads, self.config.clust, -1)
         if self.training:
-            return z.repeat_interleave(n_heads, 0), fold_heads(logits), fold_heads(experts)
-        return z, select_heads(logits, self.selected_head), select_heads(experts, self.selected_head)
+            gate_z = fold_heads(z) if self.config.heads_own_z else z.repeat_interleave(n_heads, 0)
+            return gate_z, fold_heads(logits), fold_heads(experts)
+        return self.selected_z(z), select_heads(logits, self.selected_head), select_heads(experts, self.selected_head)
 
     def head_outputs_as_gate(self, z):
         """head_outputs, repeated for each CN head when the outputs fold them (gate_inputs)."""
@@ -374,8 +398,9 @@ class ClustNet(nn.Module):
         return GateOutputs(None, F.softmax(logits, dim=-1), logits, None, None, gate_z, *self.head_outputs_as_gate(z))
 
     def dn_layer_outputs(self, z):
-        """Each DN layer's output (N, B, K, n_out), before its ReLU: the selected head's DNs."""
-        outputs = self.dn.layer_outputs(z)
+        """Each DN layer's output (N, B, K, n_out), before its ReLU: the selected head's DNs
+        (z as the encoder gives it: every head's with --heads_own_z)."""
+        outputs = self.dn.layer_outputs(self.dn_inputs(z))
         if self.config.cn_heads == 1:
             return outputs
         return [select_heads(out.unflatten(2, (self.config.cn_heads, -1)), self.selected_head) for out in outputs]
@@ -384,7 +409,8 @@ class ClustNet(nn.Module):
         """{layer name: activations} of every ReLU on (N, B, C, H, W) images: the encoder's
         conv blocks and z, the CN's and the DNs' hidden layers (for the analyses)."""
         activations = {f"encoder conv {i + 1}": maps for i, maps in enumerate(self.encoder.feature_maps(x))}
-        z = activations["encoder z"] = self.encoder(x)
+        z = self.encoder(x)
+        activations["encoder z"] = self.selected_z(z)
         for i, output in enumerate(self.cn.layer_outputs(z)[:-1]):
             activations[f"CN hidden {i + 1}"] = F.relu(output)  # with --cn_heads: every head's
         for i, output in enumerate(self.dn_layer_outputs(z)[:-1]):

@@ -2,6 +2,8 @@
 their weights: drawn from each net's own generator, then the --init* files; and a net
 rebuilt from its weights file for the analyses."""
 
+import dataclasses
+
 import torch
 
 from .checkpoint import checkpoint_options, copy_layers, load_checkpoint, load_checkpoint_of
@@ -90,7 +92,13 @@ def load_encoder(path):
     if kind not in KINDS or not state or "image_shape" not in checkpoint:
         raise ClustNetError(f"{path} holds no encoder (a {kind} weights file)")
     opts = checkpoint_options(checkpoint, path)
-    encoder = Encoder(1, saved_config(checkpoint, opts))
+    config = saved_config(checkpoint, opts)
+    if config.heads_own_z:  # the selected head's dense layer makes the encoder of the net's z
+        head = int(checkpoint["model"]["selected_head"][0])
+        state["dense.weight"] = state.pop("dense.weights.0")[:, head]
+        state["dense.bias"] = state.pop("dense.biases.0")[:, head]
+        config = dataclasses.replace(config, heads_own_z=False)
+    encoder = Encoder(1, config)
     encoder.load_state_dict(state)
     return encoder.eval(), opts
 

@@ -194,6 +194,9 @@ OPTION_TABLE = [
     Option("cn_heads", int, 1, "CN heads, each with its own --clust DNs, trained side by side on the same "
                                "encoder; after each epoch the head with the smallest training loss is the "
                                "one evaluated and saved as the CN (SCAN's heads)", minimum=1),
+    Option("heads_own_z", parse_bool, False, "--cn_heads: each head has its own dense layer from the conv "
+                                             "blocks to z, so the heads share the conv blocks only and the "
+                                             "evaluated head's z is the net's"),
     Option("cn_binary_grad", parse_bool, True, "False: the binary loss does not reach the CN through the gate's "
                                                "straight-through estimator; the CN learns from its own terms "
                                                "(--iic, --consistency, --self_label, --group_divers) only"),
@@ -470,6 +473,14 @@ def check_values(values):
     if values["cn_heads"] > 1 and values["clu_train_mode"] == "separated":
         raise ClustNetError(f"--cn_heads {values['cn_heads']} needs --clu_train_mode joint (the separated "
                             "mode's CN turns have one target per net)")
+    if values["heads_own_z"]:
+        if values["cn_heads"] < 2:
+            raise ClustNetError("--heads_own_z True gives each CN head its own z: give --cn_heads 2 or more")
+        if values["pretrain"] or values["pretrain_cae"]:
+            raise ClustNetError("--heads_own_z True: the one-expert net and the autoencoder have no CN heads")
+        if values["proj_size"] or values["overclust"]:
+            raise ClustNetError("--heads_own_z True: the projection head (--proj_size) and the over-clustering "
+                                "head (--overclust) read one z per net; give them 0")
     if values["aug_erase"] > 1:
         raise ClustNetError(f"--aug_erase {values['aug_erase']}: must be at most 1 (a square inside the image)")
     if values["aug_flip"] > 1:

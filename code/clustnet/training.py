@@ -228,7 +228,7 @@ def drawn_neighbours(model, images, targets, generators, opts):
     """(N, n) for each net and training image, one of its --neighbours_k nearest training images
     in the net's z at the start of the epoch (losses.mined_neighbours, within its binary group),
     drawn from the net's generator: the neighbour --neighbours pairs it with in this epoch."""
-    z, = eval_chunks(model, images, opts, lambda x: (model.encoder(x),))
+    z, = eval_chunks(model, images, opts, lambda x: (model.representation(x),))
     table = torch.stack([mined_neighbours(net_z, targets, opts.neighbours_k) for net_z in z])  # (N, n, k)
     draws = uniform_noise(generators, len(images), 1, images.device) * opts.neighbours_k
     return table.gather(2, draws.long().clamp_max(opts.neighbours_k - 1)).squeeze(2)
