@@ -8,6 +8,7 @@ import torch
 from clustnet.errors import ClustNetError
 from clustnet.losses import clustnet_loss_parts
 from clustnet.model import ClustNet, ModelConfig, fold_heads, select_heads, unfold_heads
+from clustnet.nets import one_head_encoder_state
 from clustnet.options import parse_options
 from clustnet.training import evaluate, head_parts, make_optimisers, train_epoch
 
@@ -30,8 +31,7 @@ def one_head_copy(model, net, head):
     with torch.no_grad():
         encoder = {name: value[net:net + 1] for name, value in model.encoder.state_dict().items()}
         if model.config.heads_own_z:  # the head's own dense layer to z
-            encoder["dense.weight"] = encoder.pop("dense.weights.0")[:, head]
-            encoder["dense.bias"] = encoder.pop("dense.biases.0")[:, head]
+            encoder = one_head_encoder_state(encoder, head)
         single.encoder.load_state_dict(encoder)
         for layer, weight, bias in zip(single.cn.layers, model.cn.weights, model.cn.biases):
             layer.weight.copy_(weight[net:net + 1, head])

@@ -94,13 +94,20 @@ def load_encoder(path):
     opts = checkpoint_options(checkpoint, path)
     config = saved_config(checkpoint, opts)
     if config.heads_own_z:  # the selected head's dense layer makes the encoder of the net's z
-        head = int(checkpoint["model"]["selected_head"][0])
-        state["dense.weight"] = state.pop("dense.weights.0")[:, head]
-        state["dense.bias"] = state.pop("dense.biases.0")[:, head]
+        state = one_head_encoder_state(state, int(checkpoint["model"]["selected_head"][0]))
         config = dataclasses.replace(config, heads_own_z=False)
     encoder = Encoder(1, config)
     encoder.load_state_dict(state)
     return encoder.eval(), opts
+
+
+def one_head_encoder_state(state, head):
+    """A --heads_own_z encoder's state dict (its keys without `encoder.`) -> that of the plain
+    encoder of head `head`'s z: the conv blocks and that head's dense layer."""
+    state = dict(state)
+    state["dense.weight"] = state.pop("dense.weights.0")[:, head]
+    state["dense.bias"] = state.pop("dense.biases.0")[:, head]
+    return state
 
 
 def load_clustnet(path):
