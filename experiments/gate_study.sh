@@ -30,19 +30,21 @@ declare -A VARIANTS=(
     [no_augmentation]="--aug_rotation 0 --aug_shift 0 --aug_scale 0"
     [no_balance]="--group_divers 0"
     [cut_binary_grad]="--cn_binary_grad False"
-    [one_head]="--cn_heads 1"
+    [one_head]="--cn_heads 1 --heads_own_z False"
+    [shared_z]="--heads_own_z False"
     [augmented_view_1]="--clean_view False"
     # the representation ingredients (docs/gate_study.md), none in clust_best.config: each added
-    [add_contrastive]="--contrastive 1 --proj_size 64"
-    [add_crop]="--contrastive 1 --proj_size 64 --aug_crop 0.5"
-    [add_warmup]="--contrastive 1 --proj_size 64 --warmup_epochs 3"
-    [add_overclust]="--overclust 25 --overclust_iic 1"
+    # (the projection head and the over-clustering head read one z per net: the heads share one)
+    [add_contrastive]="--contrastive 1 --proj_size 64 --heads_own_z False"
+    [add_crop]="--contrastive 1 --proj_size 64 --aug_crop 0.5 --heads_own_z False"
+    [add_warmup]="--contrastive 1 --proj_size 64 --warmup_epochs 3 --heads_own_z False"
+    [add_overclust]="--overclust 25 --overclust_iic 1 --heads_own_z False"
     [add_self_label]="--self_label 1 --self_label_from 6"
     [add_enc3bn]="--enc_block conv3bn --encnblayers 3"
     [add_colour]="--aug_colour 0.4"
     [add_rotation]="--rotation_pred 1"
 )
-ORDER=(best no_views no_augmentation no_balance cut_binary_grad one_head augmented_view_1 add_contrastive add_crop add_warmup
+ORDER=(best no_views no_augmentation no_balance cut_binary_grad one_head shared_z augmented_view_1 add_contrastive add_crop add_warmup
        add_overclust add_self_label add_enc3bn add_colour add_rotation)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }

@@ -4,6 +4,7 @@ again continues its nets (epoch 1 kept, epoch 2 added) instead of starting over 
 and its figure is copied to $FIGURES."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 
 from conftest import REPO, TINY
 from clustnet.layout import DETECTNET, Experiment
-from clustnet.options import read_saved_options
+from clustnet.options import parse_options, read_saved_options
 
 
 def study(script, *args, **env):
@@ -90,6 +91,21 @@ def test_gate_study_trains_a_variant_as_nets_1_to_5(mnist_dir, output_root, tmp_
     added = read_saved_options(Experiment("gate_add_warmup_mnist").ini_path(5))
     assert (added.contrastive, added.proj_size, added.warmup_epochs, added.consistency) == (1, 64, 3, 1)
     assert (figures / "gate_no_views_mnist_testError.png").is_file()
+
+
+def test_every_gate_study_variant_is_a_valid_change_of_clust_best_config():
+    """Each variant's options on top of clust_best.config pass the options' checks: a change of
+    the config that a variant contradicts (e.g. one head with a z per head) fails here, not
+    after an hour of the study."""
+    script = (REPO / "experiments" / "gate_study.sh").read_text()
+    variants = dict(re.findall(r'^ +\[(\w+)\]="([^"]*)"$', script, flags=re.MULTILINE))
+    order = re.search(r"^ORDER=\(([^)]*)\)", script, flags=re.MULTILINE).group(1).split()
+    assert sorted(order) == sorted(variants) and "best" in variants and len(variants) > 10
+    for name, extra in variants.items():
+        opts = parse_options(["-c", str(REPO / "clust_best.config"), *extra.split()])
+        assert opts.cn_heads >= 1, name
+    one_head = parse_options(["-c", str(REPO / "clust_best.config"), *variants["one_head"].split()])
+    assert (one_head.cn_heads, one_head.heads_own_z) == (1, False)
 
 
 @pytest.mark.slow

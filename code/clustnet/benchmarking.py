@@ -73,9 +73,10 @@ def random_images(n_images, device, seed=0):
     return images.to(device), torch.randint(0, 2, (n_images,), generator=generator).to(device)
 
 
-# The representation ingredients of the gate study (issue 17) on top of clust_best.config.
+# The representation ingredients of the gate study (issue 17) on top of clust_best.config; the
+# projection head and the over-clustering head read one z per net (its heads on one z).
 REPRESENTATION_OPTIONS = ("--contrastive", "1", "--proj_size", "64", "--aug_crop", "0.5", "--overclust", "25",
-                          "--overclust_iic", "1")
+                          "--overclust_iic", "1", "--heads_own_z", "False")
 
 
 def train_speed(batch_size, n_nets, n_images, device, config="clust.config", extra=()):
@@ -90,14 +91,14 @@ def train_speed(batch_size, n_nets, n_images, device, config="clust.config", ext
     return n_nets * len(images) / seconds
 
 
-# clust_best.config as it was before SCAN's heads and the clean first view: one CN head, both
-# views augmented (the issue's cost budget is twice that config's).
-PREVIOUS_OPTIONS = ("--cn_heads", "1", "--clean_view", "False")
+# clust_best.config as it was before SCAN's heads and the clean first view: one CN head on one z,
+# both views augmented (the issue's cost budget is twice that config's).
+PREVIOUS_OPTIONS = ("--cn_heads", "1", "--heads_own_z", "False", "--clean_view", "False")
 
 
 def gate_terms_cost(batch_sizes, n_images, device):
     """The cost of clust_best.config's training (a clean and an augmented view, its terms on
-    the gate, five CN heads), against the published step's and that of clust_best.config as
+    the gate, ten CN heads each with its own z), against the published step's and that of clust_best.config as
     it was (PREVIOUS_OPTIONS), and of it with every representation ingredient on
     (REPRESENTATION_OPTIONS), on one net: milliseconds per step at each batch size."""
     rows = []
