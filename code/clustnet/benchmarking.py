@@ -98,9 +98,9 @@ PREVIOUS_OPTIONS = ("--cn_heads", "1", "--heads_own_z", "False", "--clean_view",
 
 def gate_terms_cost(batch_sizes, n_images, device):
     """The cost of clust_best.config's training (a clean and an augmented view, its terms on
-    the gate, ten CN heads each with its own z), against the published step's and that of clust_best.config as
-    it was (PREVIOUS_OPTIONS), and of it with every representation ingredient on
-    (REPRESENTATION_OPTIONS), on one net: milliseconds per step at each batch size."""
+    the gate, ten CN heads each with its own z), against the published step's and that of
+    clust_best.config as it was (PREVIOUS_OPTIONS), and of it with every representation
+    ingredient on (REPRESENTATION_OPTIONS), on one net: milliseconds per step at each batch size."""
     rows = []
     variants = (("published", "clust.config", ()), ("clust_best", "clust_best.config", ()),
                 ("previous", "clust_best.config", PREVIOUS_OPTIONS),
