@@ -33,6 +33,7 @@ declare -A VARIANTS=(
     [one_head]="--cn_heads 1 --heads_own_z False"
     [shared_z]="--heads_own_z False"
     [augmented_view_1]="--clean_view False"
+    [no_weight_ema]="--weight_ema 0"
     # the representation ingredients (docs/gate_study.md), none in clust_best.config: each added
     # (the projection head and the over-clustering head read one z per net: the heads share one)
     [add_contrastive]="--contrastive 1 --proj_size 64 --heads_own_z False"
@@ -44,7 +45,7 @@ declare -A VARIANTS=(
     [add_colour]="--aug_colour 0.4"
     [add_rotation]="--rotation_pred 1"
 )
-ORDER=(best no_views no_augmentation no_balance cut_binary_grad one_head shared_z augmented_view_1 add_contrastive add_crop add_warmup
+ORDER=(best no_views no_augmentation no_balance cut_binary_grad one_head shared_z augmented_view_1 no_weight_ema add_contrastive add_crop add_warmup
        add_overclust add_self_label add_enc3bn add_colour add_rotation)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }

@@ -362,7 +362,8 @@ RESEARCH_MAPS = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency",
 # The heads with their own z (no projection or over-clustering head: they read one z per net).
 RESEARCH_OWN_Z = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency", "1", "--group_divers", "1",
                   "--cn_heads", "3", "--heads_own_z", "True", "--clean_view", "True", "--contrastive", "1",
-                  "--self_label", "1", "--self_label_threshold", "0.3", "--self_label_from", "2"]
+                  "--self_label", "1", "--self_label_threshold", "0.3", "--self_label_from", "2",
+                  "--weight_ema", "0.9"]
 
 
 @pytest.mark.slow
@@ -375,10 +376,11 @@ def test_seeds_train_with_every_gate_term_as_if_alone(research, mnist_dir, outpu
         result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", exp_id, "--epochs", "2",
                          "--data_dir", mnist_dir, "--batch_size", "8", *TINY, *research, *seeds)
         assert result.returncode == 0, result.stderr
-    beside, single = (torch.load(Experiment(e, root=output_root).weights_path(i, 2), weights_only=False)["model"]
+    beside, single = (torch.load(Experiment(e, root=output_root).weights_path(i, 2), weights_only=False)
                       for e, i in (("pair", 2), ("alone", 1)))
-    for name in single:
-        assert torch.allclose(beside[name], single[name], rtol=0, atol=1e-5), name
+    for weights in ("model", "model_ema") if "--weight_ema" in research else ("model",):
+        for name in single[weights]:
+            assert torch.allclose(beside[weights][name], single[weights][name], rtol=0, atol=1e-5), (weights, name)
 
 
 def test_neighbour_term_pairs_each_image_with_its_nearest_in_z_within_its_group():

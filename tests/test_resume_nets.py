@@ -33,8 +33,12 @@ def assert_same_net(exp, reference, ind_id, epoch):
     options in the .ini but for the experiment's name."""
     resumed, whole = (load_checkpoint(e.weights_path(ind_id, epoch)) for e in (exp, reference))
     assert resumed["epoch"] == whole["epoch"] == epoch
-    assert resumed["model"].keys() == whole["model"].keys()
-    assert all(torch.equal(resumed["model"][k], whole["model"][k]) for k in whole["model"])
+    assert resumed.keys() == whole.keys()
+    for weights in ("model", "model_ema"):  # model_ema: with --weight_ema
+        if weights in whole:
+            assert resumed[weights].keys() == whole[weights].keys()
+            assert all(torch.equal(resumed[weights][k], whole[weights][k]) for k in whole[weights]), weights
+    assert resumed.get("ema_steps") == whole.get("ema_steps")
     assert resumed["optimisers"].keys() == whole["optimisers"].keys()
     for name, state in whole["optimisers"].items():
         assert resumed["optimisers"][name]["param_groups"] == state["param_groups"]
@@ -56,9 +60,10 @@ def assert_same_net(exp, reference, ind_id, epoch):
                                                        "--neighbours_k", "3"]),
                                          (("1", "2"), ["--cn_heads", "3", "--heads_own_z", "True", "--aug_rotation",
                                                        "10", "--consistency", "1", "--group_divers", "1",
-                                                       "--neighbours", "1", "--neighbours_k", "3"])],
+                                                       "--neighbours", "1", "--neighbours_k", "3",
+                                                       "--weight_ema", "0.9"])],
                          ids=["two_seeds_sgd", "one_net_adam_alternating", "two_seeds_cn_heads_neighbours",
-                              "two_seeds_heads_own_z_neighbours"])
+                              "two_seeds_heads_own_z_neighbours_weight_ema"])
 def test_stopped_then_resumed_nets_equal_uninterrupted_ones(mnist_dir, output_root, capsys, seeds, args):
     main(command(mnist_dir, "whole", 2, *args, seeds=seeds))
     main(command(mnist_dir, "part", 1, *args, seeds=seeds))  # the first run of the command starts the nets

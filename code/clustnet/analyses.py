@@ -24,7 +24,7 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 from . import plots, summary
-from .checkpoint import load_checkpoint
+from .checkpoint import evaluated_state, load_checkpoint
 from .nets import load_clustnet, load_encoder
 from .data import binary_targets, load_dataset
 from .errors import ClustNetError
@@ -281,7 +281,7 @@ def weight_distances(study):
     distances = {}
     for ind_id in study.net_ids():
         epochs = study.weight_epochs(ind_id)
-        states = [load_checkpoint(study.exp.weights_path(ind_id, epoch))["model"] for epoch in epochs]
+        states = [evaluated_state(load_checkpoint(study.exp.weights_path(ind_id, epoch))) for epoch in epochs]
         names = layer_names(states[0])
         rows = []
         for before, after in zip(states, states[1:]):

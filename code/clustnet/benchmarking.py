@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .averaging import averaged_model
 from .epoch_files import scores_writes, weights_writes
 from .errors import ClustNetError
 from .layout import CLUSTNET, PROJECT_ROOT, Experiment
@@ -84,10 +85,11 @@ def train_speed(batch_size, n_nets, n_images, device, config="clust.config", ext
     steps = max(1, n_images // batch_size)
     opts = default_options(batch_size, extra, config=config)
     model, optimisers, generators = build(n_nets, opts, device)
+    averaged = averaged_model(model, opts.weight_ema)  # as trainVal.py's step: the average follows it
     images, targets = random_images(steps * batch_size, device)
     warmup = WARMUP_STEPS * batch_size
-    train_epoch(model, optimisers, images[:warmup], targets[:warmup], generators, opts, 1)
-    seconds, _ = timed(lambda: train_epoch(model, optimisers, images, targets, generators, opts, 1), device)
+    train_epoch(model, optimisers, images[:warmup], targets[:warmup], generators, opts, 1, averaged)
+    seconds, _ = timed(lambda: train_epoch(model, optimisers, images, targets, generators, opts, 1, averaged), device)
     return n_nets * len(images) / seconds
 
 
@@ -142,7 +144,8 @@ def write_seconds(device):
               for split, n in zip(("train", "test"), MNIST_SIZES)}
     scores = {split: random_scores(len(split_labels), opts.clust, generator) for split, split_labels in labels.items()}
     data = SimpleNamespace(classes=[str(c) for c in range(10)], split=lambda split: (None, labels[split]))
-    run = SimpleNamespace(opts=opts, data=data, ind_ids=[1], kind=CLUSTNET, model=model, optimisers=optimisers,
+    run = SimpleNamespace(opts=opts, data=data, ind_ids=[1], kind=CLUSTNET, model=model,
+                          averaged=averaged_model(model, opts.weight_ema), optimisers=optimisers,
                           generators=generators, ini_texts=[""], runs=[[]])
     with tempfile.TemporaryDirectory() as root:
         exp = Experiment("benchmark", root=root)

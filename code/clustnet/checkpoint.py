@@ -14,18 +14,27 @@ from .model import net_optimiser_state, net_state
 from .options import options_from_ini_text
 
 
-def weights_bytes(kind, model, optimisers, generators, net, epoch, ini_text, run):
+def weights_bytes(kind, model, optimisers, generators, net, epoch, ini_text, run, averaged=None):
     """The content of net `net`'s weights file, serialised now: everything an exact resume
-    needs (weights, optimiser and RNG state, epoch, options), a snapshot that later training
-    steps cannot change, and the net's run record (`run`: run_record.weights_entry)."""
+    needs (weights, optimiser and RNG state, epoch, options; with --weight_ema the moving
+    average of the weights, `averaged`, and its number of steps), a snapshot that later
+    training steps cannot change, and the net's run record (`run`: run_record.weights_entry)."""
     checkpoint = {"kind": kind, "epoch": epoch, "options": ini_text, "image_shape": model.config.image_shape,
                   "config": dataclasses.asdict(model.config),
                   "model": net_state(model, net),
                   "optimisers": {name: net_optimiser_state(opt, net) for name, opt in optimisers.items()},
                   "generator": generators[net].get_state(), "run": run}
+    if averaged is not None:
+        checkpoint.update(model_ema=net_state(averaged.module, net), ema_steps=int(averaged.n_averaged))
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     return buffer.getvalue()
+
+
+def evaluated_state(checkpoint):
+    """The weights a file's net was scored with: the moving average's with --weight_ema, else
+    the trained ones (what the analyses and the --init* files read)."""
+    return checkpoint.get("model_ema", checkpoint["model"])
 
 
 def write_bytes(path, content):

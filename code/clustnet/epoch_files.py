@@ -82,7 +82,7 @@ def weights_writes(exp, run, epoch, end_time):
     for net, ind_id in enumerate(run.ind_ids):
         path = exp.weights_path(ind_id, epoch, run.kind)
         content = weights_bytes(run.kind, run.model, run.optimisers, run.generators, net, epoch,
-                                run.ini_texts[net], weights_entry(run.runs[net], end_time))
+                                run.ini_texts[net], weights_entry(run.runs[net], end_time), run.averaged)
         writes.append((path, partial(write_bytes, path, content)))
     return writes
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from .checkpoint import checkpoint_options, copy_layers, load_checkpoint, load_checkpoint_of
+from .checkpoint import checkpoint_options, copy_layers, evaluated_state, load_checkpoint, load_checkpoint_of
 from .errors import ClustNetError
 from .layout import CAE, CLUSTNET, DETECTNET, KINDS
 from .model import ClustNet, Encoder, ModelConfig
@@ -59,19 +59,19 @@ def initialise(model, kind, opts, generators):
         if kind != CLUSTNET:
             raise ClustNetError(f"--init {opts.init}: a {kind} run can only resume a {kind} weights file")
         checkpoint = load_checkpoint_of(opts.init, (DETECTNET,), "--init (other than a resume)")
-        copy_layers(model, checkpoint["model"], opts.init, "encoder.")
-        copy_layers(model, checkpoint["model"], opts.init, "dn.", shared_axes=2)
+        copy_layers(model, evaluated_state(checkpoint), opts.init, "encoder.")
+        copy_layers(model, evaluated_state(checkpoint), opts.init, "dn.", shared_axes=2)
         add_relative_noise(model.dn, opts.noise_init, generators)
     if opts.init_enc:
         checkpoint = load_checkpoint_of(opts.init_enc, KINDS, "--init_enc")
-        copy_layers(model, checkpoint["model"], opts.init_enc, "encoder.")
+        copy_layers(model, evaluated_state(checkpoint), opts.init_enc, "encoder.")
     if opts.init_clu:
         if kind != CLUSTNET:
             raise ClustNetError(f"--init_clu: a {kind} net has no clustering network")
         checkpoint = load_checkpoint_of(opts.init_clu, (CLUSTNET,), "--init_clu")
-        copy_layers(model, checkpoint["model"], opts.init_clu, "cn.")
+        copy_layers(model, evaluated_state(checkpoint), opts.init_clu, "cn.")
         if model.config.cn_heads > 1:  # and which head is the CN
-            copy_layers(model, checkpoint["model"], opts.init_clu, "selected_head")
+            copy_layers(model, evaluated_state(checkpoint), opts.init_clu, "selected_head")
 
 
 def saved_config(checkpoint, opts):
@@ -87,14 +87,14 @@ def load_encoder(path):
     under `encoder.`), in eval mode, and the file's options."""
     checkpoint = load_checkpoint(path)
     kind = checkpoint.get("kind")
-    state = {key.removeprefix("encoder."): value for key, value in checkpoint["model"].items()
+    state = {key.removeprefix("encoder."): value for key, value in evaluated_state(checkpoint).items()
              if key.startswith("encoder.")}
     if kind not in KINDS or not state or "image_shape" not in checkpoint:
         raise ClustNetError(f"{path} holds no encoder (a {kind} weights file)")
     opts = checkpoint_options(checkpoint, path)
     config = saved_config(checkpoint, opts)
     if config.heads_own_z:  # the selected head's dense layer makes the encoder of the net's z
-        state = one_head_encoder_state(state, int(checkpoint["model"]["selected_head"][0]))
+        state = one_head_encoder_state(state, int(evaluated_state(checkpoint)["selected_head"][0]))
         config = dataclasses.replace(config, heads_own_z=False)
     encoder = Encoder(1, config)
     encoder.load_state_dict(state)
@@ -115,5 +115,5 @@ def load_clustnet(path):
     checkpoint = load_checkpoint_of(path, (CLUSTNET,), "this")
     opts = checkpoint_options(checkpoint, path)
     model = build_model(CLUSTNET, 1, saved_config(checkpoint, opts))
-    copy_layers(model, checkpoint["model"], path, "")
+    copy_layers(model, evaluated_state(checkpoint), path, "")
     return model.eval(), opts

@@ -222,6 +222,11 @@ OPTION_TABLE = [
     Option("optim", str, "SGD", "optimiser: SGD (with momentum), Adam, AMSGrad", choices=OPTIMISERS),
     Option("momentum", float, 0.5, "SGD momentum", minimum=0.0),
     Option("weight_decay", float, 0.0, "L2 weight decay", minimum=0.0),
+    Option("weight_ema", float, 0.0, "d > 0: the net evaluated (validation, test, the weights files' analyses) "
+                                     "is an exponential moving average of the trained weights, moved towards "
+                                     "them by 1 - min(d, (1 + n) / (10 + n)) after the n-th step (timm's "
+                                     "--model-ema, warmed up); the training scores and the choice of head stay "
+                                     "the trained net's", minimum=0.0),
     Option("batch_period", int, 0, "0: CN and DNs step together; k: k batches for the CN, then k for "
                                    "the encoder and DNs, alternately", minimum=0),
     "Other modes",
@@ -481,6 +486,11 @@ def check_values(values):
         if values["proj_size"] or values["overclust"]:
             raise ClustNetError("--heads_own_z True: the projection head (--proj_size) and the over-clustering "
                                 "head (--overclust) read one z per net; give them 0")
+    if values["weight_ema"] >= 1:
+        raise ClustNetError(f"--weight_ema {values['weight_ema']}: the decay must be below 1 (1 never moves the average)")
+    if values["weight_ema"] and (values["pretrain"] or values["pretrain_cae"]):
+        raise ClustNetError("--weight_ema: averages ClustNet's weights; the one-expert net and the autoencoder "
+                            "are evaluated as trained")
     if values["aug_erase"] > 1:
         raise ClustNetError(f"--aug_erase {values['aug_erase']}: must be at most 1 (a square inside the image)")
     if values["aug_flip"] > 1:

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from . import layout, run_record, tensorboard_log
+from .averaging import averaged_model, copy_buffers, restore_average
 from .epoch_files import MetricsLogs, clustnet_pictures, clustnet_report, weights_writes
 from .nets import build_nets
 from .resume import restore
@@ -102,7 +103,7 @@ def draw_views(generators, n_images, opts, device):
     return uniform_noise(generators, n_images, 2 * n_uniforms, device) if n_uniforms else None
 
 
-def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
+def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss, averaged=None):
     """One pass over the training `images` in each net's `order` (N, n): the loop of every mode.
 
     `step_loss(view, index, batch, phase)` gives each net's loss (N,) on the images `index`
@@ -111,7 +112,8 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
     a tuple of (N, B, ...) tensors; `view(k)` is the batch in its random view k (0 or 1)
     drawn from `views` (draw_views; the images themselves when None, and view 0 with
     --clean_view), the one place where a batch is transformed; `phase` says whose turn it
-    is (optimiser_phases). Returns the kept outputs in the set's order, each net's mean loss (N,) and each part's mean over the
+    is (optimiser_phases). `averaged` (averaging.py), when given, follows the weights after
+    every step. Returns the kept outputs in the set's order, each net's mean loss (N,) and each part's mean over the
     steps that have it {name: (N,)}, on the CPU."""
     model.train()
     n_uniforms = view_uniforms(opts)
@@ -139,6 +141,8 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss):
             losses.sum().backward()
             for optimiser in phases[phase]:
                 optimiser.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             step_losses[:, step] = losses.detach()
             if kept is None:
                 kept = [torch.empty(n_nets, n_images, *output.shape[2:], dtype=output.dtype, device=output.device)
@@ -168,13 +172,14 @@ def per_net(losses, parts, opts):
     return head_losses.mean(dim=1), {**parts, **dict(zip(head_parts(opts), head_losses.unbind(dim=1)))}
 
 
-def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
+def train_epoch(model, optimisers, images, targets, generators, opts, epoch, averaged=None):
     """ClustNet's pass over the training images: the gate's samples, the augmented views and
     the separated mode's targets drawn from each net's generator, then train_pass. In the
     first --warmup_epochs epochs only the representation terms count and the CN does not
     step. With --cn_heads > 1 each head trains as a net of its own on the shared encoder
     (per_net), and the head with the smallest mean loss over the epoch becomes the net's
-    selected head (SCAN's choice of head). Returns the Scores (the selected head's) and the
+    selected head (SCAN's choice of head). `averaged`: the moving average of the weights
+    (--weight_ema), updated after every step, its buffers the trained net's. Returns the Scores (the selected head's) and the
     means of the loss's parts (clustnet_loss_parts; in the separated mode's CN turns the
     binary loss only)."""
     n_images, device, n_heads = len(images), images.device, opts.cn_heads
@@ -217,10 +222,12 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch):
         return losses, parts, kept
 
     (log_probs, cluster_probs), losses, parts = train_pass(model, optimisers, images, order, views, opts, epoch,
-                                                           step_loss)
+                                                           step_loss, averaged)
     if n_heads > 1:
         model.selected_head.copy_(torch.stack([parts[name] for name in head_parts(opts)], dim=1).argmin(dim=1))
         log_probs, cluster_probs = (select_heads(values, model.selected_head) for values in (log_probs, cluster_probs))
+    if averaged is not None:
+        copy_buffers(averaged, model)
     return Scores(log_probs, cluster_probs, losses), parts
 
 
@@ -276,10 +283,16 @@ class TrainingRun:
     ini_texts: list
     kind: str  # layout.CLUSTNET, DETECTNET or CAE
     model: torch.nn.Module  # the nets, initialised (or restored) and on the device
+    averaged: torch.nn.Module | None  # --weight_ema: the moving average of their weights (averaging.py)
     optimisers: dict
     generators: list  # each net's own random numbers
     first_epoch: int  # 0, or the epoch after a resumed file's
     runs: list  # each net's run record: the runs that trained it (run_record.py)
+
+    @property
+    def evaluated(self):
+        """The nets that are scored and analysed: the weights' moving average with --weight_ema."""
+        return self.model if self.averaged is None else self.averaged.module
 
 
 def check_against_data(opts, data, kind=CLUSTNET):
@@ -349,9 +362,12 @@ def prepare(opts, kind=CLUSTNET, resume=None, argv=None):
                                       opts.overwrite or opts.resume, kind)
             ind_ids.append(ind_id)
             ini_texts.append(net_ini(opts, seed, ind_id, [started]))
+    averaged = averaged_model(model, opts.weight_ema)
+    if averaged is not None and resume is not None:
+        restore_average(averaged, resume.checkpoints)
     first_epoch = 0 if resume is None else resume.epoch + 1
-    run = TrainingRun(opts, data.to(device), ind_ids, seeds, ini_texts, kind, model, optimisers, generators,
-                      first_epoch, runs)
+    run = TrainingRun(opts, data.to(device), ind_ids, seeds, ini_texts, kind, model, averaged, optimisers,
+                      generators, first_epoch, runs)
     return exp, run, device
 
 
@@ -372,12 +388,12 @@ class Mode:
 def clustnet_train(run, epoch):
     data, opts = run.data, run.opts
     targets = binary_targets(data.train_y, opts.pos_classes)
-    return train_epoch(run.model, run.optimisers, data.train_x, targets, run.generators, opts, epoch)
+    return train_epoch(run.model, run.optimisers, data.train_x, targets, run.generators, opts, epoch, run.averaged)
 
 
 def clustnet_evaluate(run, split):
     images, labels = run.data.split(split)
-    return evaluate(run.model, images, binary_targets(labels, run.opts.pos_classes), run.generators, run.opts)
+    return evaluate(run.evaluated, images, binary_targets(labels, run.opts.pos_classes), run.generators, run.opts)
 
 
 def clustnet_step_terms(opts):
