@@ -363,7 +363,7 @@ RESEARCH_MAPS = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency",
 RESEARCH_OWN_Z = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency", "1", "--group_divers", "1",
                   "--cn_heads", "3", "--heads_own_z", "True", "--clean_view", "True", "--contrastive", "1",
                   "--self_label", "1", "--self_label_threshold", "0.3", "--self_label_from", "2",
-                  "--weight_ema", "0.9"]
+                  "--weight_ema", "0.9", "--teacher_consistency", "0.5"]
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """--weight_ema: the evaluated nets are the moving average of the trained weights."""
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -95,3 +97,52 @@ def test_the_scores_and_the_weights_files_net_are_the_average(mnist_dir, output_
 def test_weight_ema_out_of_range_is_refused(mnist_dir, args, message):
     result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", "bad", "--data_dir", mnist_dir, *TINY, *args)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_teacher_consistency_by_hand():
+    # Teacher p (.5, .5) and (.9, .1); the CN's p' on view 2 (.5, .5) and (.2, .8):
+    # p_T . p' = .5 and .18 + .08 = .26.
+    from types import SimpleNamespace
+    from clustnet.losses import teacher_disagreement
+    from clustnet.model import GateOutputs
+    second = torch.tensor([[0.5, 0.5], [0.2, 0.8]], requires_grad=True)
+    out = GateOutputs(log_probs=None, probs=None, logits=None, hard=None, experts=None, z=None,
+                      teacher_probs=torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
+    view2 = GateOutputs(log_probs=None, probs=second, logits=None, hard=None, experts=None, z=None)
+    value = teacher_disagreement(out, view2, torch.tensor([0, 0]), SimpleNamespace())
+    assert value.item() == pytest.approx(-(math.log(0.5) + math.log(0.26)) / 2, abs=1e-6)
+
+
+def test_the_teacher_is_the_average_on_view_1_and_takes_no_step():
+    """At the first step the average is the net itself, so the teacher's term on view 1 equals
+    the CN's own consistency -log(p . p'). A teacher whose CN has zero weights gives p_T
+    uniform over the 3 DNs, so its term is -log(sum_k p'_k / 3) = log 3 whatever the CN's p'
+    on view 2 (each of 2 heads, 2 nets). The teacher's weights take no gradient."""
+    from test_gate_research import tiny_model_and_batch
+    from clustnet.training import train_epoch
+
+    def first_step_parts(zero_teacher_cn):
+        opts, model, optimisers, images, targets, generators = tiny_model_and_batch(
+            "--batch_size", "16", "--aug_rotation", "10", "--consistency", "1", "--teacher_consistency", "1",
+            "--weight_ema", "0.9", "--cn_heads", "2", "--clean_view", "True")
+        averaged = averaged_model(model, opts.weight_ema)
+        if zero_teacher_cn:
+            with torch.no_grad():
+                for param in averaged.module.cn_parameters():
+                    param.zero_()
+        _, parts = train_epoch(model, optimisers, images, targets, generators, opts, 1, averaged)
+        assert all(param.grad is None for param in averaged.module.parameters())
+        return parts
+
+    same = first_step_parts(zero_teacher_cn=False)
+    assert torch.allclose(same["teacher_consistency"], same["consistency"], atol=1e-6)
+    uniform = first_step_parts(zero_teacher_cn=True)
+    assert torch.allclose(uniform["teacher_consistency"], torch.full((2,), math.log(3)), atol=1e-5)
+    assert not torch.allclose(uniform["consistency"], torch.full((2,), math.log(3)), atol=1e-3)
+
+
+def test_teacher_consistency_without_an_average_is_refused(mnist_dir):
+    result = run_cli("trainVal.py", "-c", "clust.config", "--exp_id", "bad", "--data_dir", mnist_dir, *TINY,
+                     "--teacher_consistency", "1")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--teacher_consistency 1.0: the teacher is the moving average of the weights" in result.stderr

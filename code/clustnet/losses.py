@@ -125,6 +125,16 @@ def view_disagreement(out, second, targets, opts):
     return disagreement(out.probs, second.probs).mean()
 
 
+@gate_term("teacher_consistency", second_view=True)
+def teacher_disagreement(out, second, targets, opts):
+    """Mean Teacher's consistency (Tarvainen & Valpola 2017) in SCAN's form: the mean over the
+    images of -log(p_T . p'), p_T the moving average's (--weight_ema) p on view 1, computed
+    without gradient (out.teacher_probs), and p' the CN's on view 2. Where --consistency pulls
+    both views of an image towards each other, this pulls view 2 towards a slower, steadier
+    net's choice."""
+    return disagreement(out.teacher_probs, second.probs).mean()
+
+
 def disagreement(probs, other_probs):
     """(B, K) two distributions per image -> (B,) -log(p . p'): 0 when both pick the same DN surely."""
     return -torch.log((probs * other_probs).sum(dim=-1).clamp_min(TINY))

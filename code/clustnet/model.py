@@ -262,6 +262,7 @@ class GateOutputs:
     projection: Optional[torch.Tensor] = None  # (N, B, proj_size) the projection head's output
     over_probs: Optional[torch.Tensor] = None  # (N, B, overclust) the over-clustering head's p
     neighbour_probs: Optional[torch.Tensor] = None  # (N, B, K) the CN's p on each image's mined neighbour
+    teacher_probs: Optional[torch.Tensor] = None  # (N, B, K) the moving average's p on the same images
 
 
 def fold_heads(values):

@@ -140,6 +140,10 @@ OPTION_TABLE = [
     Option("consistency", float, 0.0, "weight of -log(p . p'), p and p' the CN's distributions on two augmented "
                                       "views of each image (SCAN's consistency term), added to the loss",
            minimum=0.0),
+    Option("teacher_consistency", float, 0.0, "weight of -log(p_T . p'), p_T the moving average's (--weight_ema) "
+                                              "p on view 1, without gradient, and p' the CN's on view 2 (Mean "
+                                              "Teacher's consistency in SCAN's form), added to the loss",
+           minimum=0.0),
     Option("neighbours", float, 0.0, "weight of -log(p . p_n), p_n the CN's distribution on the image of the "
                                      "batch nearest in z within the binary group (SCAN's loss, in-batch "
                                      "neighbours; with --neighbours_k, mined over the training set), added to "
@@ -491,6 +495,9 @@ def check_values(values):
     if values["weight_ema"] and (values["pretrain"] or values["pretrain_cae"]):
         raise ClustNetError("--weight_ema: averages ClustNet's weights; the one-expert net and the autoencoder "
                             "are evaluated as trained")
+    if values["teacher_consistency"] and not values["weight_ema"]:
+        raise ClustNetError(f"--teacher_consistency {values['teacher_consistency']}: the teacher is the moving "
+                            "average of the weights; give --weight_ema (0.995, say)")
     if values["aug_erase"] > 1:
         raise ClustNetError(f"--aug_erase {values['aug_erase']}: must be at most 1 (a square inside the image)")
     if values["aug_flip"] > 1:

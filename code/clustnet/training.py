@@ -193,6 +193,9 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch, ave
     smallest_share = scheduled_value(opts.rand_prop_val_sched, opts.rand_prop_epo_sched, epoch)
     second_view = views is not None and needs_second_view(opts)
     terms = active_term_options(opts)
+    teacher = averaged.module if opts.teacher_consistency else None  # options: --weight_ema is given
+    if teacher is not None:
+        teacher.train()  # its outputs fold the CN heads as the trained net's do
     if warming_up(opts, epoch):  # SCAN's first stage: the representation learns, the CN waits
         optimisers = {name: optimiser for name, optimiser in optimisers.items() if name != "cn"}
 
@@ -210,6 +213,9 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch, ave
             if partners is not None:  # one more encoder pass: each image's mined neighbour, as it is
                 neighbours = model.view_outputs(images[partners.gather(1, index)])
                 out = dataclasses.replace(out, neighbour_probs=neighbours.probs)
+            if teacher is not None:  # Mean Teacher: the moving average's choice on view 1
+                with torch.no_grad():
+                    out = dataclasses.replace(out, teacher_probs=teacher.view_outputs(first).probs)
             if n_heads == 1:
                 losses, parts = clustnet_loss_parts(out, second, batch_targets, opts, epoch)
             else:
