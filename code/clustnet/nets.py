@@ -58,20 +58,20 @@ def initialise(model, kind, opts, generators):
     if opts.init:
         if kind != CLUSTNET:
             raise ClustNetError(f"--init {opts.init}: a {kind} run can only resume a {kind} weights file")
-        checkpoint = load_checkpoint_of(opts.init, (DETECTNET,), "--init (other than a resume)")
-        copy_layers(model, evaluated_state(checkpoint), opts.init, "encoder.")
-        copy_layers(model, evaluated_state(checkpoint), opts.init, "dn.", shared_axes=2)
+        state = evaluated_state(load_checkpoint_of(opts.init, (DETECTNET,), "--init (other than a resume)"))
+        copy_layers(model, state, opts.init, "encoder.")
+        copy_layers(model, state, opts.init, "dn.", shared_axes=2)
         add_relative_noise(model.dn, opts.noise_init, generators)
     if opts.init_enc:
-        checkpoint = load_checkpoint_of(opts.init_enc, KINDS, "--init_enc")
-        copy_layers(model, evaluated_state(checkpoint), opts.init_enc, "encoder.")
+        state = evaluated_state(load_checkpoint_of(opts.init_enc, KINDS, "--init_enc"))
+        copy_layers(model, state, opts.init_enc, "encoder.")
     if opts.init_clu:
         if kind != CLUSTNET:
             raise ClustNetError(f"--init_clu: a {kind} net has no clustering network")
-        checkpoint = load_checkpoint_of(opts.init_clu, (CLUSTNET,), "--init_clu")
-        copy_layers(model, evaluated_state(checkpoint), opts.init_clu, "cn.")
+        state = evaluated_state(load_checkpoint_of(opts.init_clu, (CLUSTNET,), "--init_clu"))
+        copy_layers(model, state, opts.init_clu, "cn.")
         if model.config.cn_heads > 1:  # and which head is the CN
-            copy_layers(model, evaluated_state(checkpoint), opts.init_clu, "selected_head")
+            copy_layers(model, state, opts.init_clu, "selected_head")
 
 
 def saved_config(checkpoint, opts):

@@ -113,8 +113,8 @@ def train_pass(model, optimisers, images, order, views, opts, epoch, step_loss, 
     drawn from `views` (draw_views; the images themselves when None, and view 0 with
     --clean_view), the one place where a batch is transformed; `phase` says whose turn it
     is (optimiser_phases). `averaged` (averaging.py), when given, follows the weights after
-    every step. Returns the kept outputs in the set's order, each net's mean loss (N,) and each part's mean over the
-    steps that have it {name: (N,)}, on the CPU."""
+    every step. Returns the kept outputs in the set's order, each net's mean loss (N,) and
+    each part's mean over the steps that have it {name: (N,)}, on the CPU."""
     model.train()
     n_uniforms = view_uniforms(opts)
     n_nets, n_images = order.shape
@@ -179,9 +179,10 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch, ave
     step. With --cn_heads > 1 each head trains as a net of its own on the shared encoder
     (per_net), and the head with the smallest mean loss over the epoch becomes the net's
     selected head (SCAN's choice of head). `averaged`: the moving average of the weights
-    (--weight_ema), updated after every step, its buffers the trained net's. Returns the Scores (the selected head's) and the
-    means of the loss's parts (clustnet_loss_parts; in the separated mode's CN turns the
-    binary loss only)."""
+    (--weight_ema), updated after every step, its buffers the trained net's, and with
+    --teacher_consistency the teacher. Returns the Scores (the selected head's) and the means
+    of the loss's parts (clustnet_loss_parts; in the separated mode's CN turns the binary
+    loss only)."""
     n_images, device, n_heads = len(images), images.device, opts.cn_heads
     order = shuffled_order(generators, n_images, device)
     noise = uniform_noise(generators, n_images, opts.clust * n_heads, device)
