@@ -141,7 +141,7 @@ def test_a_failed_parallel_run_stops_the_study_before_its_figure(mnist_dir, tmp_
     other runs still start, then the script names the failure and makes no figure."""
     record = tmp_path / "calls"
     fake = tmp_path / "python"
-    fake.write_text('#!/usr/bin/env bash\nprintf "%s " "$@" >> "$RECORD"; echo >> "$RECORD"\n'
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$RECORD"\n'
                     'case " $* " in *" --ind_id 3 "*) exit 1 ;; esac\n')
     fake.chmod(0o755)
     result = study("mnist_bs_lr.sh", mnist_dir, 7, JOBS="2", PYTHON=str(fake), RECORD=str(record),
