@@ -1,6 +1,7 @@
 """The research options on the gate (issue 11): each term against a hand-computed value,
 nets of a --seeds run kept apart, the affine views, the separated mode's targets and schedule."""
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ from clustnet.augment import (affine_matrices, quarter_turns, random_affine, ran
                               random_jitter, random_view, view_uniforms)
 from clustnet.losses import (gate_terms, group_balance, group_mutual_information, mined_neighbours,
                              neighbour_disagreement, equipartitioned, rotation_loss, scheduled_value, self_labelling, separated_cn_loss,
-                             smallest_loss_experts, swapped_equipartition)
+                             smallest_loss_experts, swapped_equipartition, view_disagreement)
 from clustnet.model import GateOutputs, ModelConfig
 
 LOG2 = math.log(2)
@@ -356,7 +357,8 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
 # near ties that the grouped convolution's last-bit rounding (nets side by side or alone) flips.
 RESEARCH_MAPS = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency", "1", "--group_divers", "1",
                  "--cn_heads", "2", "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3",
-                 "--rotation_pred", "1", "--rotation_reads", "maps"]
+                 "--rotation_pred", "1", "--rotation_reads", "maps", "--consistency_grad", "cn",
+                 "--consistency_grad_until", "1"]
 
 
 # The heads with their own z (no projection or over-clustering head: they read one z per net).
@@ -537,7 +539,7 @@ def test_with_clean_view_the_binary_loss_reads_the_images_and_the_terms_an_augme
             "--batch_size", "16", "--progress", "False", "--aug_rotation", "30", "--consistency", "1",
             "--clean_view", clean)
         first, second = model.outputs, model.view_outputs
-        model.outputs = lambda x, noise=None: seen.setdefault((clean, 0), x) is not None and first(x, noise)
+        model.outputs = lambda x, noise=None, **kw: seen.setdefault((clean, 0), x) is not None and first(x, noise, **kw)
         model.view_outputs = lambda x: seen.setdefault((clean, 1), x) is not None and second(x)
         train_epoch(model, optimisers, images, targets, generators, opts, 1)
 
@@ -574,3 +576,48 @@ def test_rotation_head_on_the_maps_trains_the_conv_blocks_and_not_z():
         rotation_loss(model, torch.rand(1, 8, 1, 28, 28), torch.rand(1, 8)).sum().backward()
         assert (model.encoder.dense.weight.grad is not None) == z_learns
         assert model.encoder.conv_weights[0].grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("heads", [[], ["--cn_heads", "2", "--heads_own_z", "True"]], ids=["one_head", "own_z"])
+def test_consistency_grad_sets_how_far_view_1s_gradient_reaches(heads):
+    """--consistency_grad changes the gradient, never the value: cut_probs is p itself. With
+    view 2's p fixed, the term's gradient through view 1 reaches the CN and the encoder (both),
+    the CN alone, by the same amount (cn: only z is cut), or nothing (view2)."""
+    opts, model, _, images, targets, _ = tiny_model_and_batch(*heads)
+    n_heads = opts.cn_heads
+    model.train()
+    view1 = images.expand(2, *images.shape).clone().requires_grad_(True)
+    out = model.outputs(view1, torch.rand(2, 16, 3 * n_heads), cut_probs=True)
+    second = model.view_outputs(images.flip(-1).expand(2, *images.shape))
+    fixed = dataclasses.replace(second, probs=second.probs.detach())
+    assert torch.allclose(out.cut_probs, out.probs)
+    expected = -torch.log((out.probs * fixed.probs).sum(dim=-1)).mean()
+    grads = {}
+    for mode in ("both", "cn", "view2"):
+        opts.consistency_grad = mode
+        value = view_disagreement(out, fixed, targets, opts)
+        assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+        if mode == "view2":
+            assert not value.requires_grad
+            continue
+        grads[mode] = torch.autograd.grad(value, [view1, *model.cn_parameters()], retain_graph=True,
+                                          allow_unused=True)
+    assert grads["both"][0].abs().sum() > 0 and grads["cn"][0] is None
+    for both, cn in zip(grads["both"][1:], grads["cn"][1:]):
+        assert cn.abs().sum() > 0 and torch.allclose(both, cn, atol=1e-7)
+
+
+def test_after_consistency_grad_until_the_gradient_is_scans_again():
+    """One epoch from the same weights: at epoch 2 with --consistency_grad view2
+    --consistency_grad_until 1 the step is SCAN's (both) exactly; at epoch 1 it is not."""
+    from clustnet.training import train_epoch
+
+    def weights_after(epoch, *grad):
+        opts, model, optimisers, images, targets, generators = tiny_model_and_batch(
+            "--batch_size", "16", "--aug_rotation", "10", "--consistency", "1", "--clean_view", "True", *grad)
+        train_epoch(model, optimisers, images, targets, generators, opts, epoch)
+        return torch.cat([param.detach().flatten() for param in model.parameters()])
+
+    scheduled = ("--consistency_grad", "view2", "--consistency_grad_until", "1")
+    assert torch.equal(weights_after(2, *scheduled), weights_after(2))
+    assert not torch.allclose(weights_after(1, *scheduled), weights_after(1))

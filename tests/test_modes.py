@@ -155,9 +155,9 @@ def test_clustnet_and_pretraining_loops_take_their_cpu_kernels_from_one_switch(n
     clustnet.reset_parameters(generators)
     outputs = clustnet.outputs
 
-    def recorded_outputs(*args):
+    def recorded_outputs(*args, **kwargs):
         seen.append(("clustnet", torch.backends.mkldnn.enabled))
-        return outputs(*args)
+        return outputs(*args, **kwargs)
     clustnet.outputs = recorded_outputs
     train_epoch(clustnet, make_optimisers(clustnet, opts), images, targets, generators, opts, 1)
 

@@ -9,6 +9,7 @@ splits a batch into two groups (0: negative, 1: positive); most terms act within
 classes to discover live inside one group.
 """
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
 from typing import Callable
@@ -121,8 +122,12 @@ def grouped_mutual_information(probs, second_probs, targets):
 def view_disagreement(out, second, targets, opts):
     """The mean over the images of -log(p . p'), p and p' the CN's distributions on two views
     of an image (SCAN's consistency term, Van Gansbeke et al. 2020): 0 when both views are
-    sent to the same DN with certainty."""
-    return disagreement(out.probs, second.probs).mean()
+    sent to the same DN with certainty. --consistency_grad: how far the gradient reaches
+    through view 1's p (both: as through view 2's, SCAN's; cn: to the CN only, its z cut;
+    view2: nowhere, view 1's p a fixed target, Mean Teacher with the net as its own teacher), up
+    to epoch --consistency_grad_until (consistency_grad_at)."""
+    anchor = {"both": out.probs, "cn": out.cut_probs, "view2": out.probs.detach()}[opts.consistency_grad]
+    return disagreement(anchor, second.probs).mean()
 
 
 @gate_term("teacher_consistency", second_view=True)
@@ -133,6 +138,13 @@ def teacher_disagreement(out, second, targets, opts):
     both views of an image towards each other, this pulls view 2 towards a slower, steadier
     net's choice."""
     return disagreement(out.teacher_probs, second.probs).mean()
+
+
+def consistency_grad_at(opts, epoch):
+    """The options of `epoch`: --consistency_grad back to SCAN's `both` after --consistency_grad_until."""
+    if opts.consistency_grad_until and epoch > opts.consistency_grad_until:
+        return argparse.Namespace(**{**vars(opts), "consistency_grad": "both"})
+    return opts
 
 
 def disagreement(probs, other_probs):

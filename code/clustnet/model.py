@@ -263,6 +263,7 @@ class GateOutputs:
     over_probs: Optional[torch.Tensor] = None  # (N, B, overclust) the over-clustering head's p
     neighbour_probs: Optional[torch.Tensor] = None  # (N, B, K) the CN's p on each image's mined neighbour
     teacher_probs: Optional[torch.Tensor] = None  # (N, B, K) the moving average's p on the same images
+    cut_probs: Optional[torch.Tensor] = None  # (N, B, K) p computed from z with z's gradient cut
 
 
 def fold_heads(values):
@@ -376,9 +377,10 @@ class ClustNet(nn.Module):
             return outputs
         return tuple(None if out is None else out.repeat_interleave(self.config.cn_heads, 0) for out in outputs)
 
-    def outputs(self, x, noise=None):
+    def outputs(self, x, noise=None, cut_probs=False):
         """(N, B, C, H, W) images -> GateOutputs (each CN head a net of its own in training,
-        gate_inputs; `noise` then holds the uniforms of every head, (N, B, H * K))."""
+        gate_inputs; `noise` then holds the uniforms of every head, (N, B, H * K)). `cut_probs`:
+        also p computed by the CN from z detached, a p whose gradient reaches the CN only."""
         z = self.encoder(x)
         gate_z, logits, experts = self.gate_inputs(z)
         if noise is not None and self.folds_heads():
@@ -389,7 +391,8 @@ class ClustNet(nn.Module):
             h = h.detach()
         mixed = (h.unsqueeze(-1) * experts).sum(dim=2)
         heads = self.head_outputs_as_gate(z) if self.training else (None, None)  # only training terms read them
-        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, gate_z, *heads)
+        cut = F.softmax(self.gate_inputs(z.detach())[1], dim=-1) if cut_probs else None
+        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, gate_z, *heads, cut_probs=cut)
 
     def view_outputs(self, x):
         """(N, B, C, H, W) images -> GateOutputs with what the terms read of a second view:

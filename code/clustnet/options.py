@@ -140,6 +140,13 @@ OPTION_TABLE = [
     Option("consistency", float, 0.0, "weight of -log(p . p'), p and p' the CN's distributions on two augmented "
                                       "views of each image (SCAN's consistency term), added to the loss",
            minimum=0.0),
+    Option("consistency_grad", str, "both", "--consistency: where the gradient goes through view 1's p: both "
+                                            "(as through view 2's; SCAN), cn (to the CN only: z is cut, the "
+                                            "encoder learns from view 2's side), view2 (nowhere: view 1's p is "
+                                            "a fixed target)", choices=("both", "cn", "view2")),
+    Option("consistency_grad_until", int, 0, "--consistency_grad: the last epoch at which it applies (0: every "
+                                             "epoch); after, the gradient goes through both views (SCAN's)",
+           minimum=0),
     Option("teacher_consistency", float, 0.0, "weight of -log(p_T . p'), p_T the moving average's (--weight_ema) "
                                               "p on view 1, without gradient, and p' the CN's on view 2 (Mean "
                                               "Teacher's consistency in SCAN's form), added to the loss",

@@ -24,8 +24,8 @@ from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .augment import random_view, view_uniforms
 from .layout import CLUSTNET, METRICS_ACCURACIES, Experiment
-from .losses import active_term_options, clustnet_loss_parts, mined_neighbours, mines_neighbours, needs_second_view, nll, \
-    rotation_loss, scheduled_value, separated_cn_loss, warming_up
+from .losses import active_term_options, clustnet_loss_parts, consistency_grad_at, mined_neighbours, mines_neighbours, \
+    needs_second_view, nll, rotation_loss, scheduled_value, separated_cn_loss, warming_up
 from .model import needs_noise, select_heads, unfold_heads
 from .options import options_ini
 from .speed import fast_cpu_kernels, set_threads
@@ -184,6 +184,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch, ave
     of the loss's parts (clustnet_loss_parts; in the separated mode's CN turns the binary
     loss only)."""
     n_images, device, n_heads = len(images), images.device, opts.cn_heads
+    opts = consistency_grad_at(opts, epoch)
     order = shuffled_order(generators, n_images, device)
     noise = uniform_noise(generators, n_images, opts.clust * n_heads, device)
     views = draw_views(generators, n_images, opts, device)
@@ -203,7 +204,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch, ave
     def step_loss(view, index, batch, phase):
         batch_targets = targets[index]
         first = view(0)  # warped once: the rotation term turns the same view
-        out = model.outputs(first, noise[:, batch])
+        out = model.outputs(first, noise[:, batch], cut_probs=opts.consistency_grad == "cn" and opts.consistency > 0)
         kept = (out.log_probs, out.probs)
         if separated and phase == 0:  # the CN's turn: its hard-EM target
             losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
