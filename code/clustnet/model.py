@@ -354,12 +354,20 @@ class ClustNet(nn.Module):
         for each of its DNs, (N, B, H * K, R)."""
         return z.repeat_interleave(self.config.clust, 2) if self.config.heads_own_z else z
 
+    def cn_logits(self, z):
+        """z as gate_inputs takes it -> the CN's logits (., B, K) as the gate reads them: every
+        head's folded into the net axis in training, the selected head's otherwise."""
+        logits = self.cn(z)
+        if self.config.cn_heads == 1:
+            return logits
+        return fold_heads(logits) if self.training else select_heads(logits, self.selected_head)
+
     def gate_inputs(self, z):
         """(N, B, R) z (every head's, (N, B, H, R), with --heads_own_z) -> z, the CN's logits
         (., B, K) and the DNs' logits (., B, K, 2) as the gate reads them: every head's folded
         into the net axis in training (N * H, ...; a shared z repeated for each head), the
         selected head's otherwise."""
-        logits, experts = self.cn(z), self.dn(self.dn_inputs(z))
+        logits, experts = self.cn_logits(z), self.dn(self.dn_inputs(z))
         n_heads = self.config.cn_heads
         if n_heads == 1:
             return z, logits, experts
@@ -367,8 +375,8 @@ class ClustNet(nn.Module):
         experts = experts.view(n_nets, batch, n_heads, self.config.clust, -1)
         if self.training:
             gate_z = fold_heads(z) if self.config.heads_own_z else z.repeat_interleave(n_heads, 0)
-            return gate_z, fold_heads(logits), fold_heads(experts)
-        return self.selected_z(z), select_heads(logits, self.selected_head), select_heads(experts, self.selected_head)
+            return gate_z, logits, fold_heads(experts)
+        return self.selected_z(z), logits, select_heads(experts, self.selected_head)
 
     def head_outputs_as_gate(self, z):
         """head_outputs, repeated for each CN head when the outputs fold them (gate_inputs)."""
@@ -391,7 +399,7 @@ class ClustNet(nn.Module):
             h = h.detach()
         mixed = (h.unsqueeze(-1) * experts).sum(dim=2)
         heads = self.head_outputs_as_gate(z) if self.training else (None, None)  # only training terms read them
-        cut = F.softmax(self.gate_inputs(z.detach())[1], dim=-1) if cut_probs else None
+        cut = F.softmax(self.cn_logits(z.detach()), dim=-1) if cut_probs else None
         return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, gate_z, *heads, cut_probs=cut)
 
     def view_outputs(self, x):
