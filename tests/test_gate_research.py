@@ -358,7 +358,7 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
 RESEARCH_MAPS = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency", "1", "--group_divers", "1",
                  "--cn_heads", "2", "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3",
                  "--rotation_pred", "1", "--rotation_reads", "maps", "--consistency_grad", "cn",
-                 "--consistency_grad_until", "1"]
+                 "--consistency_encoder_share", "0.5", "--consistency_grad_until", "1"]
 
 
 # The heads with their own z (no projection or over-clustering head: they read one z per net).
@@ -605,6 +605,29 @@ def test_consistency_grad_sets_how_far_view_1s_gradient_reaches(heads):
     assert grads["both"][0].abs().sum() > 0 and grads["cn"][0] is None
     for both, cn in zip(grads["both"][1:], grads["cn"][1:]):
         assert cn.abs().sum() > 0 and torch.allclose(both, cn, atol=1e-7)
+
+
+def test_consistency_encoder_share_scales_the_encoders_gradient_only():
+    """--consistency_grad cn --consistency_encoder_share 0.25: with view 2's p fixed, the
+    term's value is p's, the CN's gradient is SCAN's (both), and the image's (the encoder's
+    way) is a quarter of SCAN's."""
+    opts, model, _, images, targets, _ = tiny_model_and_batch("--consistency_grad", "cn")
+    model.train()
+    view1 = images.expand(2, *images.shape).clone().requires_grad_(True)
+    noise = torch.rand(2, 16, 3)
+    fixed = model.view_outputs(images.flip(-1).expand(2, *images.shape))
+    fixed = dataclasses.replace(fixed, probs=fixed.probs.detach())
+    grads = {}
+    for mode, share in (("both", 0.0), ("cn", 0.25)):
+        opts.consistency_grad, opts.consistency_encoder_share = mode, share
+        out = model.outputs(view1, noise, cut_probs=True, encoder_share=share)
+        value = view_disagreement(out, fixed, targets, opts)
+        assert value.item() == pytest.approx(-torch.log((out.probs * fixed.probs).sum(dim=-1)).mean().item())
+        grads[mode] = torch.autograd.grad(value, [view1, *model.cn_parameters()])
+    assert grads["both"][0].abs().sum() > 0
+    assert torch.allclose(grads["cn"][0], 0.25 * grads["both"][0], atol=1e-9)
+    for both, cn in zip(grads["both"][1:], grads["cn"][1:]):
+        assert torch.allclose(both, cn, atol=1e-7)
 
 
 def test_after_consistency_grad_until_the_gradient_is_scans_again():

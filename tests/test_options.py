@@ -60,6 +60,9 @@ def test_ini_round_trip(tmp_path):
     (["--momentum", "nan"], "--momentum nan: must be a finite number"),
     (["--aug_rotation", "1e999"], "--aug_rotation inf: must be a finite number"),
     (["--rand_prop_val_sched", "NaN", "0.5", "0.1"], "--rand_prop_val_sched nan: must be a finite number"),
+    (["--consistency_grad", "cn", "--consistency_encoder_share", "1.5"],
+     "--consistency_encoder_share 1.5: a share must be at most 1"),
+    (["--consistency_encoder_share", "0.5"], "--consistency_encoder_share 0.5: applies to --consistency_grad cn only"),
 ])
 def test_bad_command_lines(argv, message):
     with pytest.raises(ClustNetError, match=None) as error:

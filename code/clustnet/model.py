@@ -246,6 +246,13 @@ def gate(probs, logits, mode, training, noise=None, temperature=1.0):
     return hard + probs - probs.detach()  # forward: hard; backward: as if h were p
 
 
+def scaled_gradient(values, share):
+    """`values` unchanged, their gradient scaled by `share` on the way back (0: detached)."""
+    if share == 0:
+        return values.detach()
+    return values.detach() + share * (values - values.detach())
+
+
 def needs_noise(mode, training):
     return mode == "FS" or (training and mode in ("DE", "GSF"))
 
@@ -385,10 +392,11 @@ class ClustNet(nn.Module):
             return outputs
         return tuple(None if out is None else out.repeat_interleave(self.config.cn_heads, 0) for out in outputs)
 
-    def outputs(self, x, noise=None, cut_probs=False):
+    def outputs(self, x, noise=None, cut_probs=False, encoder_share=0.0):
         """(N, B, C, H, W) images -> GateOutputs (each CN head a net of its own in training,
         gate_inputs; `noise` then holds the uniforms of every head, (N, B, H * K)). `cut_probs`:
-        also p computed by the CN from z detached, a p whose gradient reaches the CN only."""
+        also p computed by the CN from z with z's gradient scaled by `encoder_share` (0: z
+        detached, a p whose gradient reaches the CN only); its value is p's."""
         z = self.encoder(x)
         gate_z, logits, experts = self.gate_inputs(z)
         if noise is not None and self.folds_heads():
@@ -399,7 +407,7 @@ class ClustNet(nn.Module):
             h = h.detach()
         mixed = (h.unsqueeze(-1) * experts).sum(dim=2)
         heads = self.head_outputs_as_gate(z) if self.training else (None, None)  # only training terms read them
-        cut = F.softmax(self.cn_logits(z.detach()), dim=-1) if cut_probs else None
+        cut = F.softmax(self.cn_logits(scaled_gradient(z, encoder_share)), dim=-1) if cut_probs else None
         return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, gate_z, *heads, cut_probs=cut)
 
     def view_outputs(self, x):

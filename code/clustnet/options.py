@@ -144,6 +144,9 @@ OPTION_TABLE = [
                                             "(as through view 2's; SCAN), cn (to the CN only: z is cut, the "
                                             "encoder learns from view 2's side), view2 (nowhere: view 1's p is "
                                             "a fixed target)", choices=("both", "cn", "view2")),
+    Option("consistency_encoder_share", float, 0.0, "--consistency_grad cn: the share of view 1's gradient to "
+                                                    "z that the encoder keeps (0: none, z cut; 1: all, as "
+                                                    "both)", minimum=0.0),
     Option("consistency_grad_until", int, 0, "--consistency_grad: the last epoch at which it applies (0: every "
                                              "epoch); after, the gradient goes through both views (SCAN's)",
            minimum=0),
@@ -509,6 +512,12 @@ def check_values(values):
         raise ClustNetError(f"--aug_erase {values['aug_erase']}: must be at most 1 (a square inside the image)")
     if values["aug_flip"] > 1:
         raise ClustNetError(f"--aug_flip {values['aug_flip']}: a probability must be at most 1")
+    if values["consistency_encoder_share"] > 1:
+        raise ClustNetError(f"--consistency_encoder_share {values['consistency_encoder_share']}: a share must be "
+                            "at most 1")
+    if values["consistency_encoder_share"] and values["consistency_grad"] != "cn":
+        raise ClustNetError(f"--consistency_encoder_share {values['consistency_encoder_share']}: applies to "
+                            "--consistency_grad cn only")
     repeated = sorted({seed for seed in values["seeds"] if values["seeds"].count(seed) > 1})
     if repeated:
         which = f"seed {repeated[0]} is" if len(repeated) == 1 else f"seeds {', '.join(map(str, repeated))} are"

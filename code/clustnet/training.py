@@ -205,7 +205,8 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch, ave
     def step_loss(view, index, batch, phase):
         batch_targets = targets[index]
         first = view(0)  # warped once: the rotation term turns the same view
-        out = model.outputs(first, noise[:, batch], cut_probs=cut_probs)
+        out = model.outputs(first, noise[:, batch], cut_probs=cut_probs,
+                            encoder_share=opts.consistency_encoder_share)
         kept = (out.log_probs, out.probs)
         if separated and phase == 0:  # the CN's turn: its hard-EM target
             losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
