@@ -61,13 +61,23 @@ def test_ini_round_trip(tmp_path):
     (["--aug_rotation", "1e999"], "--aug_rotation inf: must be a finite number"),
     (["--rand_prop_val_sched", "NaN", "0.5", "0.1"], "--rand_prop_val_sched nan: must be a finite number"),
     (["--consistency_grad", "cn", "--consistency_encoder_share", "1.5"],
-     "--consistency_encoder_share 1.5: a share must be at most 1"),
+     "--consistency_encoder_share 1.5: must be at most 1.0"),
     (["--consistency_encoder_share", "0.5"], "--consistency_encoder_share 0.5: applies to --consistency_grad cn only"),
 ])
 def test_bad_command_lines(argv, message):
     with pytest.raises(ClustNetError, match=None) as error:
         parse_options(argv)
     assert message in str(error.value)
+
+
+def test_upper_bounds_take_the_bound_itself_only_when_inclusive():
+    assert parse_options(["--aug_flip", "1"]).aug_flip == 1.0  # maximum: 1 is a probability
+    assert parse_options(["--aug_scale", "0.99"]).aug_scale == 0.99
+    with pytest.raises(ClustNetError, match=r"^--aug_scale 1.0: must be below 1.0$"):  # below: 1 is out
+        parse_options(["--aug_scale", "1"])
+    assert parse_options(["--rand_prop_val_sched", "1", "0.5", "0"]).rand_prop_val_sched == [1.0, 0.5, 0.0]
+    with pytest.raises(ClustNetError, match=r"^--rand_prop_val_sched 1.01: must be at most 1.0$"):
+        parse_options(["--rand_prop_val_sched", "0.5", "1.01", "0"])
 
 
 @pytest.mark.parametrize("text, message", [

@@ -192,11 +192,11 @@ BAD_INPUTS = [
     ("two modes at once", lambda t, m, f: ["--pretrain", "True", "--pretrain_cae", "True"], r"choose one mode"),
     ("a seed given twice", lambda t, m, f: ["--data_dir", m, "--seeds", "1", "2", "1"],
      r"^--seeds 1 2 1: seed 1 is given more than once; each seed trains one net"),
-    ("a zoom of 100% or more", lambda t, m, f: ["--data_dir", m, "--aug_scale", "1"], r"^--aug_scale 1.0: must be below 1"),
+    ("a zoom of 100% or more", lambda t, m, f: ["--data_dir", m, "--aug_scale", "1"], r"^--aug_scale 1.0: must be below 1.0$"),
     ("an erased square larger than the image", lambda t, m, f: ["--data_dir", m, "--aug_erase", "1.5"],
-     r"^--aug_erase 1.5: must be at most 1 \(a square inside the image\)"),
+     r"^--aug_erase 1.5: must be at most 1.0$"),
     ("a flip probability above 1", lambda t, m, f: ["--data_dir", m, "--aug_flip", "1.5"],
-     r"^--aug_flip 1.5: a probability must be at most 1"),
+     r"^--aug_flip 1.5: must be at most 1.0$"),
     ("more mined neighbours than a group holds", lambda t, m, f: ["--data_dir", m, "--neighbours", "1",
                                                                   "--neighbours_k", "100000"],
      r"^--neighbours_k 100000: a binary group of the training set holds only \d+ images; it must hold more than k"),
@@ -209,7 +209,7 @@ BAD_INPUTS = [
      r"^--rand_prop_val_sched and --rand_prop_epo_sched need the same number of values \(1 and 2\)"),
     ("a probability above 1", lambda t, m, f: ["--data_dir", m, "--rand_prop_val_sched", "0.5", "1.5", "1",
                                                "--rand_prop_epo_sched", "0", "1", "2"],
-     r"^--rand_prop_val_sched 1.5: a probability must be at most 1"),
+     r"^--rand_prop_val_sched 1.5: must be at most 1.0$"),
 ]
 
 

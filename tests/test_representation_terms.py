@@ -123,7 +123,7 @@ def test_the_heads_exist_only_when_asked_and_learn_with_the_encoder():
 
 @pytest.mark.parametrize("args, message", [
     (["--overclust_iic", "1"], "--overclust 2 or more"),
-    (["--aug_crop", "1"], "must be below 1"),
+    (["--aug_crop", "1"], "--aug_crop 1.0: must be below 1.0"),
     (["--warmup_epochs", "2", "--clu_train_mode", "separated", "--batch_period", "1"], "--clu_train_mode joint"),
 ])
 def test_inconsistent_representation_options_are_refused(args, message):

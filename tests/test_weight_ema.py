@@ -91,7 +91,7 @@ def test_the_scores_and_the_weights_files_net_are_the_average(mnist_dir, output_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--weight_ema", "1"], "--weight_ema 1.0: the decay must be below 1"),
+    (["--weight_ema", "1"], "--weight_ema 1.0: must be below 1.0"),
     (["--weight_ema", "0.9", "--pretrain", "True"], "--weight_ema: averages ClustNet's weights"),
 ])
 def test_weight_ema_out_of_range_is_refused(mnist_dir, args, message):

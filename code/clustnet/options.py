@@ -48,6 +48,8 @@ class Option:
     choices: tuple = ()
     minimum: float | None = None  # inclusive
     positive: bool = False  # strictly greater than 0
+    maximum: float | None = None  # inclusive
+    below: float | None = None  # exclusive upper bound
     metavar: str = ""  # what --help shows for one value (default: value_name's, from the type)
 
     def check(self, value):
@@ -64,6 +66,10 @@ class Option:
                 raise ClustNetError(f"--{self.name} {item}: must be greater than 0")
             if self.minimum is not None and not item >= self.minimum:
                 raise ClustNetError(f"--{self.name} {item}: must be at least {self.minimum}")
+            if self.maximum is not None and not item <= self.maximum:
+                raise ClustNetError(f"--{self.name} {item}: must be at most {self.maximum}")
+            if self.below is not None and not item < self.below:
+                raise ClustNetError(f"--{self.name} {item}: must be below {self.below}")
 
 
 # The option table: a string starts a section (a group of --help, a table of docs/options.md),
@@ -116,17 +122,18 @@ OPTION_TABLE = [
                                        "degrees (any aug_* > 0 trains on two random views of each image)", minimum=0.0),
     Option("aug_shift", float, 0.0, "augmentation: random shift, up to +- this fraction of the image size",
            minimum=0.0),
-    Option("aug_scale", float, 0.0, "augmentation: random zoom by a factor in [1 - v, 1 + v]", minimum=0.0),
+    Option("aug_scale", float, 0.0, "augmentation: random zoom by a factor in [1 - v, 1 + v]", minimum=0.0,
+           below=1.0),
     Option("aug_flip", float, 0.0, "augmentation: probability of mirroring a view left-right (not for digits)",
-           minimum=0.0),
+           minimum=0.0, maximum=1.0),
     Option("aug_jitter", float, 0.0, "augmentation: random contrast (a factor in [1 - v, 1 + v] around the "
                                      "image's mean) and brightness (+- v, in standard deviations)", minimum=0.0),
     Option("aug_crop", float, 0.0, "augmentation: a random crop of area 1 - v to 1 of the image's, aspect ratio "
                                    "3/4 to 4/3, resized to the image's size (SimCLR's random resized crop)",
-           minimum=0.0),
+           minimum=0.0, below=1.0),
     Option("aug_erase", float, 0.0, "augmentation: a square of side v times the image's, at a random centre "
                                     "(clipped at the border), set to 0, the dataset's mean after normalisation "
-                                    "(Cutout)", minimum=0.0),
+                                    "(Cutout)", minimum=0.0, maximum=1.0),
     Option("aug_colour", float, 0.0, "augmentation of colour images: hue rotated by up to +- v/4 of a turn, "
                                      "saturation scaled by [1 - v, 1 + v], grey with probability v/2 "
                                      "(SimCLR's colour distortion; no effect on one-channel images)",
@@ -146,7 +153,7 @@ OPTION_TABLE = [
                                             "a fixed target)", choices=("both", "cn", "view2")),
     Option("consistency_encoder_share", float, 0.0, "--consistency_grad cn: the share of view 1's gradient to "
                                                     "z that the encoder keeps (0: none, z cut; 1: all, as "
-                                                    "both)", minimum=0.0),
+                                                    "both)", minimum=0.0, maximum=1.0),
     Option("consistency_grad_until", int, 0, "--consistency_grad: the last epoch at which it applies (0: every "
                                              "epoch); after, the gradient goes through both views (SCAN's)",
            minimum=0),
@@ -221,7 +228,8 @@ OPTION_TABLE = [
     Option("rand_prop_val_sched", float, [0.9, 0.5, 0.1], "separated mode: probability that an image's CN "
                                                           "target is its smallest-loss DN (else a random DN), "
                                                           "at the epochs of --rand_prop_epo_sched, linear "
-                                                          "in between", many=True, minimum=0.0, metavar="P"),
+                                                          "in between", many=True, minimum=0.0, maximum=1.0,
+           metavar="P"),
     Option("rand_prop_epo_sched", int, [0, 1, 2], "separated mode: the epochs of --rand_prop_val_sched",
            many=True, minimum=0, metavar="EPOCH"),
     "Optimisation",
@@ -240,7 +248,8 @@ OPTION_TABLE = [
                                      "is an exponential moving average of the trained weights, moved towards "
                                      "them by 1 - min(d, (1 + n) / (10 + n)) after the n-th step (timm's "
                                      "--model-ema, warmed up); the training scores and the choice of head stay "
-                                     "the trained net's", minimum=0.0),
+                                     "the trained net's; below 1 (1 never moves the average)",
+           minimum=0.0, below=1.0),
     Option("batch_period", int, 0, "0: CN and DNs step together; k: k batches for the CN, then k for "
                                    "the encoder and DNs, alternately", minimum=0),
     "Other modes",
@@ -301,6 +310,10 @@ def value_kind(option):
             kind += " > 0"
         elif option.minimum is not None:
             kind += f" >= {option.minimum:g}"
+        if option.maximum is not None:
+            kind += f", <= {option.maximum:g}"
+        if option.below is not None:
+            kind += f", < {option.below:g}"
     return f"list of {kind}" if option.many else kind
 
 
@@ -472,17 +485,10 @@ def check_values(values):
     if len(values["rand_prop_val_sched"]) != len(values["rand_prop_epo_sched"]) or not values["rand_prop_epo_sched"]:
         raise ClustNetError("--rand_prop_val_sched and --rand_prop_epo_sched need the same number of values "
                             f"({len(values['rand_prop_val_sched'])} and {len(values['rand_prop_epo_sched'])})")
-    if max(values["rand_prop_val_sched"]) > 1:
-        raise ClustNetError(f"--rand_prop_val_sched {max(values['rand_prop_val_sched'])}: a probability must be "
-                            "at most 1")
     if values["rand_prop_epo_sched"] != sorted(values["rand_prop_epo_sched"]):
         raise ClustNetError("--rand_prop_epo_sched: the epochs must be in increasing order")
     if values["clu_train_mode"] == "separated" and values["batch_period"] == 0:
         raise ClustNetError("--clu_train_mode separated alternates CN and DN turns: give --batch_period 1 or more")
-    if values["aug_scale"] >= 1:
-        raise ClustNetError(f"--aug_scale {values['aug_scale']}: must be below 1")
-    if values["aug_crop"] >= 1:
-        raise ClustNetError(f"--aug_crop {values['aug_crop']}: must be below 1 (a crop keeps some of the image)")
     if values["overclust_iic"] and values["overclust"] < 2:
         raise ClustNetError(f"--overclust_iic {values['overclust_iic']} reads the over-clustering head: give "
                             "--overclust 2 or more (IIC uses several times --clust)")
@@ -500,21 +506,12 @@ def check_values(values):
         if values["proj_size"] or values["overclust"]:
             raise ClustNetError("--heads_own_z True: the projection head (--proj_size) and the over-clustering "
                                 "head (--overclust) read one z per net; give them 0")
-    if values["weight_ema"] >= 1:
-        raise ClustNetError(f"--weight_ema {values['weight_ema']}: the decay must be below 1 (1 never moves the average)")
     if values["weight_ema"] and (values["pretrain"] or values["pretrain_cae"]):
         raise ClustNetError("--weight_ema: averages ClustNet's weights; the one-expert net and the autoencoder "
                             "are evaluated as trained")
     if values["teacher_consistency"] and not values["weight_ema"]:
         raise ClustNetError(f"--teacher_consistency {values['teacher_consistency']}: the teacher is the moving "
                             "average of the weights; give --weight_ema (0.995, say)")
-    if values["aug_erase"] > 1:
-        raise ClustNetError(f"--aug_erase {values['aug_erase']}: must be at most 1 (a square inside the image)")
-    if values["aug_flip"] > 1:
-        raise ClustNetError(f"--aug_flip {values['aug_flip']}: a probability must be at most 1")
-    if values["consistency_encoder_share"] > 1:
-        raise ClustNetError(f"--consistency_encoder_share {values['consistency_encoder_share']}: a share must be "
-                            "at most 1")
     if values["consistency_encoder_share"] and values["consistency_grad"] != "cn":
         raise ClustNetError(f"--consistency_encoder_share {values['consistency_encoder_share']}: applies to "
                             "--consistency_grad cn only")
