@@ -630,9 +630,10 @@ def test_consistency_encoder_share_scales_the_encoders_gradient_only():
         assert torch.allclose(both, cn, atol=1e-7)
 
 
-def test_after_consistency_grad_until_the_gradient_is_scans_again():
+def test_outside_consistency_grad_from_and_until_the_gradient_is_scans():
     """One epoch from the same weights: at epoch 2 with --consistency_grad view2
-    --consistency_grad_until 1 the step is SCAN's (both) exactly; at epoch 1 it is not."""
+    --consistency_grad_until 1 the step is SCAN's (both) exactly, at epoch 1 it is not; with
+    --consistency_grad_from 2 the other way round."""
     from clustnet.training import train_epoch
 
     def weights_after(epoch, *grad):
@@ -644,3 +645,6 @@ def test_after_consistency_grad_until_the_gradient_is_scans_again():
     scheduled = ("--consistency_grad", "view2", "--consistency_grad_until", "1")
     assert torch.equal(weights_after(2, *scheduled), weights_after(2))
     assert not torch.allclose(weights_after(1, *scheduled), weights_after(1))
+    delayed = ("--consistency_grad", "view2", "--consistency_grad_from", "2")
+    assert torch.equal(weights_after(1, *delayed), weights_after(1))
+    assert not torch.allclose(weights_after(2, *delayed), weights_after(2))

@@ -63,6 +63,8 @@ def test_ini_round_trip(tmp_path):
     (["--consistency_grad", "cn", "--consistency_encoder_share", "1.5"],
      "--consistency_encoder_share 1.5: must be at most 1.0"),
     (["--consistency_encoder_share", "0.5"], "--consistency_encoder_share 0.5: applies to --consistency_grad cn only"),
+    (["--consistency_grad", "cn", "--consistency_grad_from", "4", "--consistency_grad_until", "3"],
+     "--consistency_grad_from 4: after --consistency_grad_until 3, so it never applies"),
 ])
 def test_bad_command_lines(argv, message):
     with pytest.raises(ClustNetError, match=None) as error:

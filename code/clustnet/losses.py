@@ -124,8 +124,8 @@ def view_disagreement(out, second, targets, opts):
     of an image (SCAN's consistency term, Van Gansbeke et al. 2020): 0 when both views are
     sent to the same DN with certainty. --consistency_grad: how far the gradient reaches
     through view 1's p (both: as through view 2's, SCAN's; cn: to the CN only, its z cut;
-    view2: nowhere, view 1's p a fixed target, Mean Teacher with the net as its own teacher), up
-    to epoch --consistency_grad_until (consistency_grad_at)."""
+    view2: nowhere, view 1's p a fixed target, Mean Teacher with the net as its own teacher), from
+    epoch --consistency_grad_from to --consistency_grad_until (consistency_grad_at)."""
     anchor = {"both": out.probs, "cn": out.cut_probs, "view2": out.probs.detach()}[opts.consistency_grad]
     return disagreement(anchor, second.probs).mean()
 
@@ -141,8 +141,9 @@ def teacher_disagreement(out, second, targets, opts):
 
 
 def consistency_grad_at(opts, epoch):
-    """The options of `epoch`: --consistency_grad back to SCAN's `both` after --consistency_grad_until."""
-    if opts.consistency_grad_until and epoch > opts.consistency_grad_until:
+    """The options of `epoch`: --consistency_grad is SCAN's `both` before --consistency_grad_from
+    and after --consistency_grad_until."""
+    if epoch < opts.consistency_grad_from or (opts.consistency_grad_until and epoch > opts.consistency_grad_until):
         return argparse.Namespace(**{**vars(opts), "consistency_grad": "both"})
     return opts
 

@@ -154,6 +154,8 @@ OPTION_TABLE = [
     Option("consistency_encoder_share", float, 0.0, "--consistency_grad cn: the share of view 1's gradient to "
                                                     "z that the encoder keeps (0: none, z cut; 1: all, as "
                                                     "both)", minimum=0.0, maximum=1.0),
+    Option("consistency_grad_from", int, 1, "--consistency_grad: the first epoch at which it applies; before, the "
+                                            "gradient goes through both views (SCAN's)", minimum=1),
     Option("consistency_grad_until", int, 0, "--consistency_grad: the last epoch at which it applies (0: every "
                                              "epoch); after, the gradient goes through both views (SCAN's)",
            minimum=0),
@@ -515,6 +517,9 @@ def check_values(values):
     if values["consistency_encoder_share"] and values["consistency_grad"] != "cn":
         raise ClustNetError(f"--consistency_encoder_share {values['consistency_encoder_share']}: applies to "
                             "--consistency_grad cn only")
+    if values["consistency_grad_until"] and values["consistency_grad_from"] > values["consistency_grad_until"]:
+        raise ClustNetError(f"--consistency_grad_from {values['consistency_grad_from']}: after "
+                            f"--consistency_grad_until {values['consistency_grad_until']}, so it never applies")
     repeated = sorted({seed for seed in values["seeds"] if values["seeds"].count(seed) > 1})
     if repeated:
         which = f"seed {repeated[0]} is" if len(repeated) == 1 else f"seeds {', '.join(map(str, repeated))} are"
