@@ -1,6 +1,7 @@
 """processResults.py on a tiny trained experiment: every analysis's files and numbers,
 recomputed here from the scores CSVs, the weights files and the data; and the errors."""
 
+import argparse
 import os
 import re
 import shutil
@@ -253,6 +254,36 @@ def test_failurecases_writes_exactly_the_misclassified_images(experiment, traine
     pixels, _ = trained["mnist"]["test"]
     for index in expected[:5]:
         assert np.array_equal(np.asarray(Image.open(folder / f"{index}.png")), pixels[index])
+
+
+def test_class_dn_counts_each_class_per_dn_and_its_matched_share(experiment):
+    table = analyses.class_dn_table(analyses.Study(EXP), 1, 2)
+    written = pd.read_csv(experiment.class_dn_path(1, 2))
+    assert experiment.class_dn_path(1, 2).name == "net1_epoch2_class_dn.csv"
+    assert list(written.columns) == ["group", "class", *[f"dn_{k}" for k in range(N_CLUSTERS)], "matched_dn",
+                                     "matched_share"]
+    pd.testing.assert_frame_equal(written, table, check_dtype=False)
+    frame = scores(experiment, 1, 2)
+    expected = accuracies(frame.origTarg, frame.targ, frame[["pred_0", "pred_1"]].to_numpy(), clusters(frame),
+                          range(5), range(10))
+    for group, name in (("positive", "pos_clust"), ("negative", "neg_clust")):
+        rows = written[written.group == group]
+        counts = rows[[f"dn_{k}" for k in range(N_CLUSTERS)]].to_numpy()
+        held = counts[np.arange(len(rows)), rows.matched_dn.to_numpy()]
+        assert list(counts.sum(axis=1)) == [int((frame.origTarg == c).sum()) for c in rows["class"]]
+        assert held.sum() / counts.sum() == pytest.approx(expected[name])  # the group's clustering accuracy
+    # By hand: positive classes 0, 1 and three DNs; class 0 sent twice to DN 2, class 1 twice to DN 0
+    # and once to DN 2, so 0 -> 2 (2 of 2) and 1 -> 0 (2 of 3); class 2 once to DN 1 and class 3 twice:
+    # 3 -> 1 (2 of 2), and class 2 is matched to a DN that holds none of it.
+    chosen = [2, 2, 0, 0, 2, 1, 1, 1]
+    hand = pd.DataFrame({"origTarg": [0, 0, 1, 1, 1, 2, 3, 3], "targ": [1, 1, 1, 1, 1, 0, 0, 0],
+                         "pred_0": -1.0, "pred_1": -0.5,
+                         **{f"clust_{k}": [float(dn == k) for dn in chosen] for k in range(3)}})
+    counted = analyses.class_dn_counts(hand, argparse.Namespace(pos_classes=[0, 1]))
+    assert counted.group.tolist() == ["positive"] * 2 + ["negative"] * 2 and counted["class"].tolist() == [0, 1, 2, 3]
+    assert counted[["dn_0", "dn_1", "dn_2"]].to_numpy().tolist() == [[0, 0, 2], [2, 0, 1], [0, 1, 0], [0, 2, 0]]
+    assert counted.matched_dn.tolist()[:2] == [2, 0] and counted.matched_dn[3] == 1 and counted.matched_dn[2] != 1
+    assert counted.matched_share.tolist() == pytest.approx([1, 2 / 3, 0, 1])
 
 
 def test_cludis_is_the_mean_sorted_cn_output(experiment):

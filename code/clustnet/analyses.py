@@ -29,7 +29,7 @@ from .nets import load_clustnet, load_encoder
 from .data import binary_targets, load_dataset
 from .errors import ClustNetError
 from .layout import Experiment, atomic_path, check_exp_id, read_metrics, read_scores, summary_paths
-from .metrics import accuracies
+from .metrics import accuracies, confusion_matrix, hungarian_matching
 from .options import OPTIONS_BY_NAME, format_value, read_saved_options, unknown_option_message
 
 ACCURACY_NAMES = ("binary", "pos_clust", "neg_clust")
@@ -166,13 +166,16 @@ def score_arrays(frame):
             frame[clusters].to_numpy())
 
 
+def seen_classes(labels, opts):
+    """The dataset's classes as a scores CSV shows them: those seen and the positive ones.
+    A class missing from the CSV adds an empty confusion row, which changes no accuracy."""
+    return range(max(int(labels.max()), *opts.pos_classes) + 1)
+
+
 def epoch_accuracies(frame, opts):
-    """The accuracies trainVal.py printed for this scores CSV (same function, same inputs).
-    Classes missing from the CSV add an empty confusion row, which changes no accuracy, so
-    the classes seen and the positive ones stand for the dataset's classes."""
+    """The accuracies trainVal.py printed for this scores CSV (same function, same inputs)."""
     labels, targets, log_probs, cluster_probs = score_arrays(frame)
-    all_classes = range(max(int(labels.max()), *opts.pos_classes) + 1)
-    return accuracies(labels, targets, log_probs, cluster_probs, opts.pos_classes, all_classes)
+    return accuracies(labels, targets, log_probs, cluster_probs, opts.pos_classes, seen_classes(labels, opts))
 
 
 def logged_accuracies(study, ind_id):
@@ -347,6 +350,42 @@ def failure_cases(study, ind_id, epoch):
         with atomic_path(folder / f"{index}.png") as tmp:
             Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(tmp, format="PNG")
     return wrong
+
+
+def class_dn_counts(frame, opts):
+    """Per binary group, the images of each class that the CN sent to each DN (dn_0...), the
+    DN matched to the class by the clustering accuracy's Hungarian matching (matched_dn; -1
+    if none: more classes than DNs) and the share of the class's images it holds
+    (matched_share): where a group's accuracy is lost, class by class."""
+    labels, _, _, cluster_probs = score_arrays(frame)
+    chosen, n_clusters = cluster_probs.argmax(axis=1), cluster_probs.shape[1]
+    positive = sorted(opts.pos_classes)
+    groups = {"positive": positive, "negative": sorted(set(seen_classes(labels, opts)) - set(positive))}
+    tables = []
+    for group, classes in groups.items():
+        inside = np.isin(labels, classes)
+        counts = confusion_matrix(labels[inside], chosen[inside], classes, n_clusters)
+        rows, columns = hungarian_matching(counts)
+        matched = np.full(len(classes), -1)
+        matched[rows] = columns
+        held = np.where(matched >= 0, counts[np.arange(len(classes)), matched], 0)
+        table = pd.DataFrame(counts, columns=[f"dn_{k}" for k in range(n_clusters)])
+        table.insert(0, "class", classes)
+        table.insert(0, "group", group)
+        table["matched_dn"] = matched
+        table["matched_share"] = held / np.maximum(counts.sum(axis=1), 1)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def class_dn_table(study, ind_id, epoch):
+    """`--class_dn`: class_dn_counts of net `ind_id` at `epoch`, written as a CSV."""
+    study.check_net(ind_id)
+    study.check_epoch(ind_id, epoch, study.scored_epochs(ind_id))
+    table = class_dn_counts(read_scores(study.scores_path(ind_id, epoch)), study.options(ind_id))
+    with atomic_path(study.exp.class_dn_path(ind_id, epoch, study.train)) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
 
 
 def sorted_cluster_means(frame, _opts):
@@ -562,6 +601,11 @@ def run_failurecases(study, net_epoch):
     return [f"{len(wrong)} misclassified images in {study.exp.failures_dir(*net_epoch, study.train)}"]
 
 
+def run_class_dn(study, net_epoch):
+    class_dn_table(study, *net_epoch)
+    return [study.exp.class_dn_path(*net_epoch, study.train)]
+
+
 def run_cludis(study, _value):
     return [study.exp.cludis_path(i, study.train) for i in cluster_distribution(study)]
 
@@ -600,6 +644,10 @@ ANALYSES = (
     Analysis("failurecases", dict(nargs=2, type=int, metavar=("NET", "EPOCH"),
                                   help="write the images misclassified by net NET at epoch EPOCH"),
              run_failurecases),
+    Analysis("class_dn", dict(nargs=2, type=int, metavar=("NET", "EPOCH"),
+                              help="per binary group, the images of each class sent to each DN by net NET at "
+                                   "epoch EPOCH, and the DN matched to each class"),
+             run_class_dn),
     Analysis("cludis", dict(action="store_true", help="mean sorted CN output per epoch, every net"), run_cludis),
     Analysis("feat_map_var", dict(nargs=2, type=int, metavar=("NET", "LAYER"),
                                   help="variance of each DN's activations at layer LAYER across epochs"),

@@ -179,6 +179,10 @@ class Experiment:
     def cludis_path(self, ind_id, train=False):
         return self.vis_dir / f"net{ind_id}_cludis{'_train' if train else ''}.png"
 
+    def class_dn_path(self, ind_id, epoch, train=False):
+        """--class_dn's table: net `ind_id`'s images per class and DN at `epoch`."""
+        return self.vis_dir / f"net{ind_id}_epoch{epoch}_class_dn{'_train' if train else ''}.csv"
+
     def feature_variance_path(self, ind_id, layer, positive, train=False):
         group = "pos" if positive else "neg"
         return self.vis_dir / f"net{ind_id}_lay{layer}_{group}_var{'_train' if train else ''}.png"
