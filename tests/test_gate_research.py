@@ -365,7 +365,7 @@ RESEARCH_MAPS = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency",
 RESEARCH_OWN_Z = ["--aug_rotation", "10", "--aug_shift", "0.05", "--consistency", "1", "--group_divers", "1",
                   "--cn_heads", "3", "--heads_own_z", "True", "--clean_view", "True", "--contrastive", "1",
                   "--self_label", "1", "--self_label_threshold", "0.3", "--self_label_from", "2",
-                  "--weight_ema", "0.9", "--teacher_consistency", "0.5"]
+                  "--weight_ema", "0.9", "--teacher_consistency", "0.5", "--consistency_grad", "dense"]
 
 
 @pytest.mark.slow
@@ -582,29 +582,35 @@ def test_rotation_head_on_the_maps_trains_the_conv_blocks_and_not_z():
 def test_consistency_grad_sets_how_far_view_1s_gradient_reaches(heads):
     """--consistency_grad changes the gradient, never the value: cut_probs is p itself. With
     view 2's p fixed, the term's gradient through view 1 reaches the CN and the encoder (both),
-    the CN alone, by the same amount (cn: only z is cut), or nothing (view2)."""
+    the CN alone, by the same amount (cn: only z is cut), the CN and the dense layer to z by
+    the same amount, the conv blocks not (dense: the maps are cut), or nothing (view2)."""
     opts, model, _, images, targets, _ = tiny_model_and_batch(*heads)
     n_heads = opts.cn_heads
     model.train()
     view1 = images.expand(2, *images.shape).clone().requires_grad_(True)
-    out = model.outputs(view1, torch.rand(2, 16, 3 * n_heads), cut_probs=True)
+    noise = torch.rand(2, 16, 3 * n_heads)
     second = model.view_outputs(images.flip(-1).expand(2, *images.shape))
     fixed = dataclasses.replace(second, probs=second.probs.detach())
-    assert torch.allclose(out.cut_probs, out.probs)
-    expected = -torch.log((out.probs * fixed.probs).sum(dim=-1)).mean()
+    dense = list(model.encoder.dense.parameters())
     grads = {}
-    for mode in ("both", "cn", "view2"):
+    for mode, cut in (("both", None), ("cn", "z"), ("dense", "maps"), ("view2", None)):
+        out = model.outputs(view1, noise, cut=cut)
+        if cut:
+            assert torch.allclose(out.cut_probs, out.probs)
         opts.consistency_grad = mode
         value = view_disagreement(out, fixed, targets, opts)
-        assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+        assert value.item() == pytest.approx(-torch.log((out.probs * fixed.probs).sum(dim=-1)).mean().item(),
+                                             rel=1e-6)
         if mode == "view2":
             assert not value.requires_grad
             continue
-        grads[mode] = torch.autograd.grad(value, [view1, *model.cn_parameters()], retain_graph=True,
-                                          allow_unused=True)
-    assert grads["both"][0].abs().sum() > 0 and grads["cn"][0] is None
-    for both, cn in zip(grads["both"][1:], grads["cn"][1:]):
-        assert cn.abs().sum() > 0 and torch.allclose(both, cn, atol=1e-7)
+        grads[mode] = torch.autograd.grad(value, [view1, *dense, *model.cn_parameters()], allow_unused=True)
+    assert grads["both"][0].abs().sum() > 0 and grads["cn"][0] is None and grads["dense"][0] is None
+    assert all(grad is None for grad in grads["cn"][1:1 + len(dense)])
+    for both, cut in zip(grads["both"][1:], grads["dense"][1:]):  # the dense layer's and the CN's
+        assert cut.abs().sum() > 0 and torch.allclose(both, cut, atol=1e-7)
+    for both, cut in zip(grads["both"][1 + len(dense):], grads["cn"][1 + len(dense):]):  # the CN's
+        assert cut.abs().sum() > 0 and torch.allclose(both, cut, atol=1e-7)
 
 
 def test_consistency_encoder_share_scales_the_encoders_gradient_only():
@@ -620,7 +626,7 @@ def test_consistency_encoder_share_scales_the_encoders_gradient_only():
     grads = {}
     for mode, share in (("both", 0.0), ("cn", 0.25)):
         opts.consistency_grad, opts.consistency_encoder_share = mode, share
-        out = model.outputs(view1, noise, cut_probs=True, encoder_share=share)
+        out = model.outputs(view1, noise, cut="z", encoder_share=share)
         value = view_disagreement(out, fixed, targets, opts)
         assert value.item() == pytest.approx(-torch.log((out.probs * fixed.probs).sum(dim=-1)).mean().item())
         grads[mode] = torch.autograd.grad(value, [view1, *model.cn_parameters()])

@@ -178,7 +178,11 @@ class Encoder(nn.Module):
     def forward(self, x):
         """(N, B, C, H, W) images -> (N, B, repr_size) representations z; with --heads_own_z
         every head's, (N, B, H, repr_size)."""
-        return F.relu(self.dense(self.flat_features(x)))
+        return self.representation_of(self.flat_features(x))
+
+    def representation_of(self, features):
+        """flat_features' output -> z: the dense layer, ReLU."""
+        return F.relu(self.dense(features))
 
 
 def expert_sizes(config):
@@ -270,7 +274,7 @@ class GateOutputs:
     over_probs: Optional[torch.Tensor] = None  # (N, B, overclust) the over-clustering head's p
     neighbour_probs: Optional[torch.Tensor] = None  # (N, B, K) the CN's p on each image's mined neighbour
     teacher_probs: Optional[torch.Tensor] = None  # (N, B, K) the moving average's p on the same images
-    cut_probs: Optional[torch.Tensor] = None  # (N, B, K) p computed from z with z's gradient cut
+    cut_probs: Optional[torch.Tensor] = None  # (N, B, K) p with the encoder's gradient cut (at z or the maps)
 
 
 def fold_heads(values):
@@ -392,12 +396,15 @@ class ClustNet(nn.Module):
             return outputs
         return tuple(None if out is None else out.repeat_interleave(self.config.cn_heads, 0) for out in outputs)
 
-    def outputs(self, x, noise=None, cut_probs=False, encoder_share=0.0):
+    def outputs(self, x, noise=None, cut=None, encoder_share=0.0):
         """(N, B, C, H, W) images -> GateOutputs (each CN head a net of its own in training,
-        gate_inputs; `noise` then holds the uniforms of every head, (N, B, H * K)). `cut_probs`:
-        also p computed by the CN from z with z's gradient scaled by `encoder_share` (0: z
-        detached, a p whose gradient reaches the CN only); its value is p's."""
-        z = self.encoder(x)
+        gate_inputs; `noise` then holds the uniforms of every head, (N, B, H * K)). `cut`: also
+        p with the encoder's gradient cut (cut_probs; its value is p's): at z ('z', z's gradient
+        scaled by `encoder_share`; 0: z detached, a p whose gradient reaches the CN only) or at
+        the conv maps ('maps': z recomputed from the maps detached, so the gradient reaches the
+        CN and the dense layer to z, not the conv blocks)."""
+        features = self.encoder.flat_features(x)
+        z = self.encoder.representation_of(features)
         gate_z, logits, experts = self.gate_inputs(z)
         if noise is not None and self.folds_heads():
             noise = fold_heads(noise.unflatten(-1, (self.config.cn_heads, -1)))
@@ -407,8 +414,12 @@ class ClustNet(nn.Module):
             h = h.detach()
         mixed = (h.unsqueeze(-1) * experts).sum(dim=2)
         heads = self.head_outputs_as_gate(z) if self.training else (None, None)  # only training terms read them
-        cut = F.softmax(self.cn_logits(scaled_gradient(z, encoder_share)), dim=-1) if cut_probs else None
-        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, gate_z, *heads, cut_probs=cut)
+        cut_probs = None
+        if cut is not None:
+            cut_z = scaled_gradient(z, encoder_share) if cut == "z" else self.encoder.representation_of(features.detach())
+            cut_probs = F.softmax(self.cn_logits(cut_z), dim=-1)
+        return GateOutputs(F.log_softmax(mixed, dim=-1), probs, logits, h, experts, gate_z, *heads,
+                           cut_probs=cut_probs)
 
     def view_outputs(self, x):
         """(N, B, C, H, W) images -> GateOutputs with what the terms read of a second view:

@@ -149,8 +149,9 @@ OPTION_TABLE = [
            minimum=0.0),
     Option("consistency_grad", str, "both", "--consistency: where the gradient goes through view 1's p: both "
                                             "(as through view 2's; SCAN), cn (to the CN only: z is cut, the "
-                                            "encoder learns from view 2's side), view2 (nowhere: view 1's p is "
-                                            "a fixed target)", choices=("both", "cn", "view2")),
+                                            "encoder learns from view 2's side), dense (to the CN and the "
+                                            "encoder's dense layer to z: the conv maps are cut), view2 (nowhere: "
+                                            "view 1's p is a fixed target)", choices=("both", "cn", "dense", "view2")),
     Option("consistency_encoder_share", float, 0.0, "--consistency_grad cn: the share of view 1's gradient to "
                                                     "z that the encoder keeps (0: none, z cut; 1: all, as "
                                                     "both)", minimum=0.0, maximum=1.0),

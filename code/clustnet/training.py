@@ -198,15 +198,15 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch, ave
     teacher = averaged.module if opts.teacher_consistency else None  # options: --weight_ema is given
     if teacher is not None:
         teacher.train()  # its outputs fold the CN heads as the trained net's do
-    cut_probs = opts.consistency > 0 and opts.consistency_grad == "cn"  # the CN's p on view 1 from z detached
+    # The CN's p on view 1 with the encoder's gradient cut at z (cn) or at the conv maps (dense).
+    cut = {"cn": "z", "dense": "maps"}.get(opts.consistency_grad) if opts.consistency > 0 else None
     if warming_up(opts, epoch):  # SCAN's first stage: the representation learns, the CN waits
         optimisers = {name: optimiser for name, optimiser in optimisers.items() if name != "cn"}
 
     def step_loss(view, index, batch, phase):
         batch_targets = targets[index]
         first = view(0)  # warped once: the rotation term turns the same view
-        out = model.outputs(first, noise[:, batch], cut_probs=cut_probs,
-                            encoder_share=opts.consistency_encoder_share)
+        out = model.outputs(first, noise[:, batch], cut=cut, encoder_share=opts.consistency_encoder_share)
         kept = (out.log_probs, out.probs)
         if separated and phase == 0:  # the CN's turn: its hard-EM target
             losses = separated_cn_loss(out, batch_targets, cn_target_noise[:, batch], smallest_share)
