@@ -33,12 +33,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from clustnet.data import load_dataset  # noqa: E402
 from clustnet.layout import DETECTNET, Experiment, atomic_path, read_scores  # noqa: E402
-from clustnet.metrics import accuracies, clustering_accuracy  # noqa: E402
+from clustnet.metrics import accuracies, class_groups, clustering_accuracy  # noqa: E402
 from clustnet.nets import load_encoder  # noqa: E402
-
-
-def groups(pos_classes, n_classes):
-    return {"pos_clust": sorted(pos_classes), "neg_clust": sorted(set(range(n_classes)) - set(pos_classes))}
 
 
 def chance(test_labels, group_classes, n_clusters, draws=100, seed=0):
@@ -84,7 +80,7 @@ def main():
     exp = Experiment(f"baselines_{args.name}")
     data = load_dataset(args.dataset, args.data_dir)
     pos_classes = list(range(len(data.classes) // 2))
-    group_classes = groups(pos_classes, len(data.classes))
+    group_classes = class_groups(pos_classes, range(len(data.classes)))
     train_labels, test_labels = data.train_y.numpy(), data.test_y.numpy()
     rows = [{"method": "chance (uniform random DN)", **chance(test_labels, group_classes, args.clust)}]
 

@@ -29,7 +29,7 @@ from .nets import load_clustnet, load_encoder
 from .data import binary_targets, load_dataset
 from .errors import ClustNetError
 from .layout import Experiment, atomic_path, check_exp_id, read_metrics, read_scores, summary_paths
-from .metrics import accuracies, confusion_matrix, hungarian_matching
+from .metrics import GROUP_NAMES, accuracies, class_groups, confusion_matrix, hungarian_matching
 from .options import OPTIONS_BY_NAME, format_value, read_saved_options, unknown_option_message
 
 ACCURACY_NAMES = ("binary", "pos_clust", "neg_clust")
@@ -359,10 +359,8 @@ def class_dn_counts(frame, opts):
     (matched_share): where a group's accuracy is lost, class by class."""
     labels, _, _, cluster_probs = score_arrays(frame)
     chosen, n_clusters = cluster_probs.argmax(axis=1), cluster_probs.shape[1]
-    positive = sorted(opts.pos_classes)
-    groups = {"positive": positive, "negative": sorted(set(seen_classes(labels, opts)) - set(positive))}
     tables = []
-    for group, classes in groups.items():
+    for name, classes in class_groups(opts.pos_classes, seen_classes(labels, opts)).items():
         inside = np.isin(labels, classes)
         counts = confusion_matrix(labels[inside], chosen[inside], classes, n_clusters)
         rows, columns = hungarian_matching(counts)
@@ -371,7 +369,7 @@ def class_dn_counts(frame, opts):
         held = np.where(matched >= 0, counts[np.arange(len(classes)), matched], 0)
         table = pd.DataFrame(counts, columns=[f"dn_{k}" for k in range(n_clusters)])
         table.insert(0, "class", classes)
-        table.insert(0, "group", group)
+        table.insert(0, "group", GROUP_NAMES[name])
         table["matched_dn"] = matched
         table["matched_share"] = held / np.maximum(counts.sum(axis=1), 1)
         tables.append(table)

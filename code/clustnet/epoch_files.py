@@ -12,7 +12,7 @@ import pandas as pd
 from . import layout
 from .checkpoint import weights_bytes, write_bytes
 from .data import binary_targets
-from .metrics import accuracies, confusion_matrix
+from .metrics import GROUP_NAMES, accuracies, class_groups, confusion_matrix
 from .plots import plot_confusion
 from .run_record import weights_entry
 from .tensorboard_log import TensorBoardLog
@@ -27,7 +27,7 @@ def scores_writes(exp, run, scores, split, epoch):
     bin_targets = binary_targets(labels, opts.pos_classes).numpy()
     labels = labels.numpy()
     all_classes = list(range(len(data.classes)))
-    groups = {True: sorted(opts.pos_classes), False: sorted(set(all_classes) - set(opts.pos_classes))}
+    groups = class_groups(opts.pos_classes, all_classes)
     results, writes = [], []
     for net, ind_id in enumerate(run.ind_ids):
         log_probs, cluster_probs = scores.log_probs[net].numpy(), scores.cluster_probs[net].numpy()
@@ -35,9 +35,9 @@ def scores_writes(exp, run, scores, split, epoch):
         writes.append((path, partial(layout.write_scores, path, labels, bin_targets, log_probs, cluster_probs)))
         results.append(accuracies(labels, bin_targets, log_probs, cluster_probs, opts.pos_classes, all_classes))
         if split == "test":
-            for positive, classes in groups.items():
-                path = exp.confusion_path(ind_id, epoch, positive)
-                title = f"net {ind_id}, epoch {epoch}: {'positive' if positive else 'negative'} classes"
+            for name, classes in groups.items():
+                path = exp.confusion_path(ind_id, epoch, positive=name == "pos_clust")
+                title = f"net {ind_id}, epoch {epoch}: {GROUP_NAMES[name]} classes"
                 writes.append((path, partial(write_confusion, path, labels, cluster_probs, classes,
                                              [data.classes[c] for c in classes], opts.clust, title)))
     return results, writes

@@ -31,6 +31,15 @@ def clustering_accuracy(labels, assignments, classes, n_clusters):
     return confusion[rows, columns].sum() / total
 
 
+GROUP_NAMES = {"pos_clust": "positive", "neg_clust": "negative"}  # class_groups' groups, in words
+
+
+def class_groups(pos_classes, all_classes):
+    """{'pos_clust': the positive classes, 'neg_clust': the others}, each sorted: the two groups
+    whose clusterings are scored apart."""
+    return {"pos_clust": sorted(pos_classes), "neg_clust": sorted(set(all_classes) - set(pos_classes))}
+
+
 def accuracies(orig_targets, bin_targets, log_probs, cluster_probs, pos_classes, all_classes):
     """{'binary', 'pos_clust', 'neg_clust'} for one net on one set of images (numpy arrays)."""
     orig_targets, bin_targets = np.asarray(orig_targets), np.asarray(bin_targets)
@@ -38,9 +47,7 @@ def accuracies(orig_targets, bin_targets, log_probs, cluster_probs, pos_classes,
     if cluster_probs is not None:
         chosen = np.asarray(cluster_probs).argmax(axis=1)
         n_clusters = np.asarray(cluster_probs).shape[1]
-        groups = {"pos_clust": sorted(pos_classes),
-                  "neg_clust": sorted(set(all_classes) - set(pos_classes))}
-        for name, classes in groups.items():
+        for name, classes in class_groups(pos_classes, all_classes).items():
             inside = np.isin(orig_targets, classes)
             result[name] = float(clustering_accuracy(orig_targets[inside], chosen[inside], classes, n_clusters))
     return result
