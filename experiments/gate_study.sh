@@ -44,9 +44,15 @@ declare -A VARIANTS=(
     [add_enc3bn]="--enc_block conv3bn --encnblayers 3"
     [add_colour]="--aug_colour 0.4"
     [add_rotation]="--rotation_pred 1"
+    # the consistency's teacher and its gradient through the clean view (screened as scr_*)
+    [add_mean_teacher]="--consistency 0 --teacher_consistency 1"
+    [add_encoder_cut]="--consistency_grad cn"
+    [add_encoder_cut_half]="--consistency_grad cn --consistency_encoder_share 0.5"
+    [add_confident_cut]="--consistency_grad confident"
 )
 ORDER=(best no_views no_augmentation no_balance cut_binary_grad one_head shared_z augmented_view_1 no_weight_ema add_contrastive add_crop add_warmup
-       add_overclust add_self_label add_enc3bn add_colour add_rotation)
+       add_overclust add_self_label add_enc3bn add_colour add_rotation add_mean_teacher add_encoder_cut
+       add_encoder_cut_half add_confident_cut)
 for variant in ${ONLY:-${ORDER[@]}}; do
     [ -n "${VARIANTS[$variant]+set}" ] || { echo "error: unknown variant $variant (${ORDER[*]})" >&2; exit 2; }
 done

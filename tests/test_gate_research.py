@@ -13,7 +13,7 @@ from clustnet.augment import (affine_matrices, quarter_turns, random_affine, ran
                               random_jitter, random_view, view_uniforms)
 from clustnet.losses import (gate_terms, group_balance, group_mutual_information, mined_neighbours,
                              neighbour_disagreement, equipartitioned, rotation_loss, scheduled_value, self_labelling, separated_cn_loss,
-                             smallest_loss_experts, swapped_equipartition, view_disagreement)
+                             smallest_loss_experts, swapped_equipartition, view_disagreement, disagreement)
 from clustnet.model import GateOutputs, ModelConfig
 
 LOG2 = math.log(2)
@@ -351,7 +351,8 @@ RESEARCH = ["--aug_rotation", "10", "--aug_shift", "0.05", "--aug_scale", "0.1",
             "--overclust", "10", "--overclust_iic", "1", "--warmup_epochs", "1", "--cn_heads", "2",
             "--clean_view", "True", "--enc_block", "conv3bn", "--encnblayers", "3", "--rotation_pred", "1",
             "--sinkhorn", "1", "--sinkhorn_temp", "0.5", "--sinkhorn_from", "2", "--group_divers_until", "1",
-            "--sinkhorn_iters", "3", "--neighbours_k", "3", "--aug_erase", "0.3"]
+            "--sinkhorn_iters", "3", "--neighbours_k", "3", "--aug_erase", "0.3", "--consistency_grad", "confident",
+            "--consistency_confidence", "0.4"]
 # RotNet's head on the maps, with the terms that read the gate continuously. Not with --neighbours:
 # its nearest neighbour in z is an argmin, and with the rotation term off z a tiny net's z holds
 # near ties that the grouped convolution's last-bit rounding (nets side by side or alone) flips.
@@ -634,6 +635,42 @@ def test_consistency_encoder_share_scales_the_encoders_gradient_only():
     assert torch.allclose(grads["cn"][0], 0.25 * grads["both"][0], atol=1e-9)
     for both, cn in zip(grads["both"][1:], grads["cn"][1:]):
         assert torch.allclose(both, cn, atol=1e-7)
+
+
+@pytest.mark.parametrize("heads", [[], ["--cn_heads", "2", "--heads_own_z", "True"]], ids=["one_head", "own_z"])
+def test_consistency_grad_confident_is_both_for_confident_images_and_cn_for_the_others(heads):
+    """--consistency_grad confident, the threshold at the median of the CN's largest p: with
+    view 2's p fixed, the term's value is p's, the CN's gradient is SCAN's (both), and the
+    images' gradient (the encoder's way) is that of SCAN's term summed over the confident
+    (net or head, image) pairs only; threshold 0 gives SCAN's, a threshold above every p none
+    (cn)."""
+    opts, model, _, images, targets, _ = tiny_model_and_batch("--consistency_grad", "confident", *heads)
+    model.train()
+    view1 = images.expand(2, *images.shape).clone().requires_grad_(True)
+    noise = torch.rand(2, 16, 3 * opts.cn_heads)
+    fixed = model.view_outputs(images.flip(-1).expand(2, *images.shape))
+    fixed = dataclasses.replace(fixed, probs=fixed.probs.detach())
+    out = model.outputs(view1, noise, cut="z")
+    largest = out.probs.detach().amax(dim=-1)  # (nets x heads, B)
+    threshold = largest.median().item()
+    confident = (largest >= threshold).to(largest.dtype)
+    assert 0 < confident.mean() < 1
+    expected_image = torch.autograd.grad((disagreement(out.probs, fixed.probs) * confident).mean(), view1,
+                                         retain_graph=True)[0]
+    scans = torch.autograd.grad(disagreement(out.probs, fixed.probs).mean(), [view1, *model.cn_parameters()])
+    for confidence, image in ((threshold, expected_image), (0.0, scans[0]), (1.0, None)):
+        opts.consistency_confidence = confidence
+        out = model.outputs(view1, noise, cut="z")
+        value = view_disagreement(out, fixed, targets, opts)
+        assert value.item() == pytest.approx(disagreement(out.probs, fixed.probs).mean().item(), rel=1e-6)
+        grads = torch.autograd.grad(value, [view1, *model.cn_parameters()], allow_unused=True)
+        if image is None:
+            assert grads[0] is None or grads[0].abs().sum() == 0
+        else:
+            assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], image, atol=1e-9)
+        for cn_scans, cn_ours in zip(scans[1:], grads[1:]):
+            assert cn_ours.abs().sum() > 0 and torch.allclose(cn_scans, cn_ours, atol=1e-7)
+    assert not torch.allclose(expected_image, scans[0], atol=1e-9)
 
 
 def test_outside_consistency_grad_from_and_until_the_gradient_is_scans():

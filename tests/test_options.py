@@ -63,6 +63,9 @@ def test_ini_round_trip(tmp_path):
     (["--consistency_grad", "cn", "--consistency_encoder_share", "1.5"],
      "--consistency_encoder_share 1.5: must be at most 1.0"),
     (["--consistency_encoder_share", "0.5"], "--consistency_encoder_share 0.5: applies to --consistency_grad cn only"),
+    (["--consistency_confidence", "0.8"], "--consistency_confidence 0.8: applies to --consistency_grad confident only"),
+    (["--consistency_grad", "confident", "--consistency_confidence", "1.5"],
+     "--consistency_confidence 1.5: must be at most 1.0"),
     (["--consistency_grad", "cn", "--consistency_grad_from", "4", "--consistency_grad_until", "3"],
      "--consistency_grad_from 4: after --consistency_grad_until 3, so it never applies"),
 ])

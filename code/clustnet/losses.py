@@ -125,10 +125,16 @@ def view_disagreement(out, second, targets, opts):
     sent to the same DN with certainty. --consistency_grad: how far the gradient reaches
     through view 1's p (both: as through view 2's, SCAN's; cn: to the CN only, its z cut;
     dense: to the CN and the encoder's dense layer to z, the conv maps cut;
-    view2: nowhere, view 1's p a fixed target, Mean Teacher with the net as its own teacher), from
+    view2: nowhere, view 1's p a fixed target, Mean Teacher with the net as its own teacher;
+    confident: both for the images whose largest p is at least --consistency_confidence, cn for
+    the others, as FixMatch lets only confident targets teach), from
     epoch --consistency_grad_from to --consistency_grad_until (consistency_grad_at)."""
-    anchor = {"both": out.probs, "cn": out.cut_probs, "dense": out.cut_probs,
-              "view2": out.probs.detach()}[opts.consistency_grad]
+    if opts.consistency_grad == "confident":
+        confident = out.probs.detach().amax(dim=-1, keepdim=True) >= opts.consistency_confidence
+        anchor = torch.where(confident, out.probs, out.cut_probs)
+    else:
+        anchor = {"both": out.probs, "cn": out.cut_probs, "dense": out.cut_probs,
+                  "view2": out.probs.detach()}[opts.consistency_grad]
     return disagreement(anchor, second.probs).mean()
 
 

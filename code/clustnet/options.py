@@ -151,10 +151,16 @@ OPTION_TABLE = [
                                             "(as through view 2's; SCAN), cn (to the CN only: z is cut, the "
                                             "encoder learns from view 2's side), dense (to the CN and the "
                                             "encoder's dense layer to z: the conv maps are cut), view2 (nowhere: "
-                                            "view 1's p is a fixed target)", choices=("both", "cn", "dense", "view2")),
+                                            "view 1's p is a fixed target), confident (per image: both where the "
+                                            "CN's largest probability on view 1 is at least "
+                                            "--consistency_confidence, cn elsewhere)",
+           choices=("both", "cn", "dense", "view2", "confident")),
     Option("consistency_encoder_share", float, 0.0, "--consistency_grad cn: the share of view 1's gradient to "
                                                     "z that the encoder keeps (0: none, z cut; 1: all, as "
                                                     "both)", minimum=0.0, maximum=1.0),
+    Option("consistency_confidence", float, 0.95, "--consistency_grad confident: the CN's largest probability "
+                                                  "on view 1 from which an image's view-1 gradient reaches the "
+                                                  "encoder (FixMatch's threshold)", minimum=0.0, maximum=1.0),
     Option("consistency_grad_from", int, 1, "--consistency_grad: the first epoch at which it applies; before, the "
                                             "gradient goes through both views (SCAN's)", minimum=1),
     Option("consistency_grad_until", int, 0, "--consistency_grad: the last epoch at which it applies (0: every "
@@ -518,6 +524,9 @@ def check_values(values):
     if values["consistency_encoder_share"] and values["consistency_grad"] != "cn":
         raise ClustNetError(f"--consistency_encoder_share {values['consistency_encoder_share']}: applies to "
                             "--consistency_grad cn only")
+    if values["consistency_confidence"] != 0.95 and values["consistency_grad"] != "confident":
+        raise ClustNetError(f"--consistency_confidence {values['consistency_confidence']}: applies to "
+                            "--consistency_grad confident only")
     if values["consistency_grad_until"] and values["consistency_grad_from"] > values["consistency_grad_until"]:
         raise ClustNetError(f"--consistency_grad_from {values['consistency_grad_from']}: after "
                             f"--consistency_grad_until {values['consistency_grad_until']}, so it never applies")

@@ -198,8 +198,8 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch, ave
     teacher = averaged.module if opts.teacher_consistency else None  # options: --weight_ema is given
     if teacher is not None:
         teacher.train()  # its outputs fold the CN heads as the trained net's do
-    # The CN's p on view 1 with the encoder's gradient cut at z (cn) or at the conv maps (dense).
-    cut = {"cn": "z", "dense": "maps"}.get(opts.consistency_grad) if opts.consistency > 0 else None
+    # The CN's p on view 1 with the encoder's gradient cut at z (cn, confident) or at the conv maps (dense).
+    cut = {"cn": "z", "confident": "z", "dense": "maps"}.get(opts.consistency_grad) if opts.consistency > 0 else None
     if warming_up(opts, epoch):  # SCAN's first stage: the representation learns, the CN waits
         optimisers = {name: optimiser for name, optimiser in optimisers.items() if name != "cn"}
 
