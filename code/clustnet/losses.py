@@ -148,6 +148,11 @@ def teacher_disagreement(out, second, targets, opts):
     return disagreement(out.teacher_probs, second.probs).mean()
 
 
+# Where each --consistency_grad mode cuts the encoder's gradient in view 1's cut p (out.cut_probs,
+# model.outputs' `cut`): at z or at the conv maps; both and view2 read p itself.
+CONSISTENCY_CUTS = {"cn": "z", "confident": "z", "dense": "maps"}
+
+
 def consistency_grad_at(opts, epoch):
     """The options of `epoch`: --consistency_grad is SCAN's `both` before --consistency_grad_from
     and after --consistency_grad_until."""

@@ -524,7 +524,8 @@ def check_values(values):
     if values["consistency_encoder_share"] and values["consistency_grad"] != "cn":
         raise ClustNetError(f"--consistency_encoder_share {values['consistency_encoder_share']}: applies to "
                             "--consistency_grad cn only")
-    if values["consistency_confidence"] != 0.95 and values["consistency_grad"] != "confident":
+    if (values["consistency_confidence"] != OPTIONS_BY_NAME["consistency_confidence"].default
+            and values["consistency_grad"] != "confident"):
         raise ClustNetError(f"--consistency_confidence {values['consistency_confidence']}: applies to "
                             "--consistency_grad confident only")
     if values["consistency_grad_until"] and values["consistency_grad_from"] > values["consistency_grad_until"]:

@@ -24,8 +24,8 @@ from .data import ImageData, binary_targets, load_dataset, resolve_data_dir
 from .errors import ClustNetError
 from .augment import random_view, view_uniforms
 from .layout import CLUSTNET, METRICS_ACCURACIES, Experiment
-from .losses import active_term_options, clustnet_loss_parts, consistency_grad_at, mined_neighbours, mines_neighbours, \
-    needs_second_view, nll, rotation_loss, scheduled_value, separated_cn_loss, warming_up
+from .losses import CONSISTENCY_CUTS, active_term_options, clustnet_loss_parts, consistency_grad_at, mined_neighbours, \
+    mines_neighbours, needs_second_view, nll, rotation_loss, scheduled_value, separated_cn_loss, warming_up
 from .model import needs_noise, select_heads, unfold_heads
 from .options import options_ini
 from .speed import fast_cpu_kernels, set_threads
@@ -198,8 +198,7 @@ def train_epoch(model, optimisers, images, targets, generators, opts, epoch, ave
     teacher = averaged.module if opts.teacher_consistency else None  # options: --weight_ema is given
     if teacher is not None:
         teacher.train()  # its outputs fold the CN heads as the trained net's do
-    # The CN's p on view 1 with the encoder's gradient cut at z (cn, confident) or at the conv maps (dense).
-    cut = {"cn": "z", "confident": "z", "dense": "maps"}.get(opts.consistency_grad) if opts.consistency > 0 else None
+    cut = CONSISTENCY_CUTS.get(opts.consistency_grad) if opts.consistency > 0 else None  # view 1's cut p
     if warming_up(opts, epoch):  # SCAN's first stage: the representation learns, the CN waits
         optimisers = {name: optimiser for name, optimiser in optimisers.items() if name != "cn"}
 
